@@ -1,0 +1,35 @@
+"""edgecompress: compress a trained model for edge devices and measure how it runs there.
+
+The public verbs (imported lazily, so ``import edgecompress`` stays light)::
+
+    load_profile(name_or_path)            -> DeviceProfile
+    load_target(name, targets_file=None)  -> Target
+    compress(model, profile, data=None, out="out") -> Manifest
+    benchmark(target, artifacts, ...)     -> list[dict]   (benchmark results, DESIGN.md)
+    run(model, targets, ...)              -> RunResult    (compress + deploy + measure + store)
+    compare(run_ids=None, db=None)        -> Comparison
+"""
+from __future__ import annotations
+
+from ._version import __version__
+from .errors import EdgeCompressError
+
+_VERBS = {
+    "load_profile": "edgecompress.profiles",
+    "load_target": "edgecompress.targets",
+    "compress": "edgecompress.compress",
+    "benchmark": "edgecompress.deploy",
+    "run": "edgecompress.runs",
+    "compare": "edgecompress.report",
+}
+
+
+def __getattr__(name: str):
+    if name in _VERBS:
+        import importlib
+
+        return getattr(importlib.import_module(_VERBS[name]), name)
+    raise AttributeError(f"module 'edgecompress' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "EdgeCompressError", *_VERBS]

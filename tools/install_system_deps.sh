@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab and the tests use, when missing:
+#   openssh-server (real sshd for lab devices), iproute2 (network namespaces, tc),
+#   adb (Android transport client), chromium (HTML report screenshots).
+# Needs root (CI runs as root); without it, prints what to install and goes on —
+# the tests that need a missing part say so.
+set -uo pipefail
+need=()
+command -v /usr/sbin/sshd >/dev/null 2>&1 || need+=(openssh-server)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v adb >/dev/null 2>&1 || need+=(adb)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "install_system_deps: not root; please install: ${need[*]}" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null || true
+apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${need[@]}" >/dev/null \
+  || echo "install_system_deps: apt-get install ${need[*]} failed" >&2
+exit 0
