@@ -1,0 +1,82 @@
+"""Plain-text and Markdown renderings of a comparison (same columns, same cell text).
+
+Columns: target, artifact, size (KB), p50 / p90 latency (ms), peak memory (MB), energy per
+inference (mJ, ``meas`` = measured by a sensor, ``est`` = estimated from the power model),
+quality (device accuracy and its change against the source model in points, or top-1
+agreement with the host reference when there are no labels), ``*`` for Pareto-best, status.
+"""
+from __future__ import annotations
+
+HEADERS = ["target", "artifact", "size_kb", "p50_ms", "p90_ms", "peak_mb", "energy_mj", "quality", "pareto",
+           "status"]
+
+LEGEND = ("energy: meas = measured by a sensor, est = estimated from the profile's power model; "
+          "quality: device accuracy (change vs. the source model, points) or top-1 agreement with the host "
+          "reference; * = Pareto-best on this target (latency, size, quality)")
+
+
+def _f(v, digits=3) -> str:
+    return "" if v is None else f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
+
+
+def energy_cell(row) -> str:
+    if row.energy_mj is None or row.energy_method in (None, "unavailable"):
+        return "n/a" if row.ok else ""
+    tag = "meas" if row.energy_method == "measured" else "est"
+    return f"{row.energy_mj:.3g} {tag}"
+
+
+def quality_cell(row) -> str:
+    if row.accuracy is not None:
+        d = row.delta_accuracy
+        return f"{row.accuracy * 100:.1f}%" + ("" if d is None else f" ({d * 100:+.1f})")
+    if row.top1_agreement is not None:
+        return f"agree {row.top1_agreement * 100:.1f}%"
+    return ""
+
+
+def cells(row, multi_run: bool = False) -> list[str]:
+    status = row.status if row.ok else f"failed: {(row.error or '').splitlines()[0][:70] if row.error else ''}"
+    target = f"{row.target} [{row.run_id}]" if multi_run else row.target
+    return [target, row.artifact,
+            "" if row.size_bytes is None else f"{row.size_bytes / 1024:.1f}",
+            _f(row.p50_ms), _f(row.p90_ms), _f(row.peak_rss_mb), energy_cell(row), quality_cell(row),
+            "*" if row.pareto else "", status]
+
+
+def render_table(comparison) -> str:
+    from ..cli.common import table
+
+    multi = len(comparison.runs) > 1
+    lines = []
+    for run in comparison.runs:
+        lines.append(f"run {run.id}  {run.model_source or ''}  ({run.state})")
+    lines.append(table(HEADERS, [cells(r, multi) for r in comparison.rows]))
+    lines.append(LEGEND)
+    lines += _checks_text(comparison)
+    return "\n".join(lines)
+
+
+def render_markdown(comparison) -> str:
+    multi = len(comparison.runs) > 1
+    esc = (lambda s: s.replace("|", "\\|"))
+    runs = ", ".join(f"`{r.id}` ({r.state})" for r in comparison.runs)
+    lines = [f"### edgecompress comparison: {runs}", "",
+             "| " + " | ".join(HEADERS) + " |",
+             "|" + "|".join("---:" if h.endswith(("_kb", "_ms", "_mb", "_mj")) else "---" for h in HEADERS) + "|"]
+    for r in comparison.rows:
+        lines.append("| " + " | ".join(esc(c) for c in cells(r, multi)) + " |")
+    lines += ["", f"_{LEGEND}_"]
+    checks = _checks_text(comparison)
+    if checks:
+        lines += ["", "```"] + checks + ["```"]
+    return "\n".join(lines)
+
+
+def _checks_text(comparison) -> list[str]:
+    if not comparison.checks:
+        return []
+    base = comparison.baseline.id if comparison.baseline else "?"
+    n = len(comparison.regressions)
+    head = f"regression checks against {base}: " + (f"{n} FAILED" if n else "all passed")
+    return [head] + ["  " + c.describe() for c in comparison.checks]

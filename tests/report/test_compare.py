@@ -1,0 +1,124 @@
+"""`compare` / `history`: rows, Pareto marks, regression checks (`--fail-on`), renderings."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgecompress.cli import main
+from edgecompress.errors import ResultsError, UsageError
+from edgecompress.report import Row, compare, mark_pareto, parse_fail_on, render_markdown, render_table
+from edgecompress.results import ResultsStore
+
+
+@pytest.fixture()
+def db(tmp_path):
+    return tmp_path / "results.db"
+
+
+def test_rows_per_target_and_artifact_with_real_values(db, measured, store_run):
+    with ResultsStore(db) as store:
+        run_id = store_run(store, measured, targets=("local", "lab"))
+    comp = compare(db=db)                                  # latest run by default
+    assert [r.id for r in comp.runs] == [run_id]
+    assert [(r.target, r.artifact) for r in comp.rows] == [
+        ("lab", "dynamic.onnx"), ("lab", "fp32.onnx"), ("local", "dynamic.onnx"), ("local", "fp32.onnx")]
+    sizes = {rec["precision"] + ".onnx": rec["size_bytes"] for rec in measured["records"]}
+    for r in comp.rows:
+        assert r.ok and 0 < r.p50_ms <= r.p90_ms
+        assert r.size_bytes == sizes[r.artifact]
+        assert r.energy_method == "estimated" and r.energy_mj > 0
+        assert 0.8 < r.accuracy <= 1.0 and r.delta_accuracy == pytest.approx(r.accuracy - r.reference_accuracy)
+    # the dynamic-range INT8 file is smaller: it is Pareto-best whatever the latencies
+    assert sizes["dynamic.onnx"] < sizes["fp32.onnx"]
+    assert all(r.pareto for r in comp.rows if r.artifact == "dynamic.onnx")
+
+
+def test_pareto_marks_only_undominated_rows():
+    def row(name, p50, size, acc):
+        return Row(run_id="r", target="t", profile="p", artifact=name, p50_ms=p50, size_bytes=size, accuracy=acc)
+
+    rows = [row("a", 1.0, 100, 0.97), row("b", 2.0, 200, 0.96),   # b: dominated by a
+            row("c", 0.5, 400, 0.90), row("d", 3.0, 50, 0.98),     # c fastest, d smallest and best
+            Row(run_id="r", target="t", profile="p", artifact="e", status="failed", error="x")]
+    mark_pareto(rows)
+    assert {r.artifact for r in rows if r.pareto} == {"a", "c", "d"}
+
+
+def test_fail_on_fails_on_a_planted_regression_and_passes_without(db, measured, store_run, capsys):
+    with ResultsStore(db) as store:
+        base = store_run(store, measured)
+        same = store_run(store, measured)                     # identical measurements: no regression
+    assert main(["compare", same, "--db", str(db), "--fail-on", "p50:+5%", "--fail-on", "size:+1%"]) == 0
+    out = capsys.readouterr().out
+    assert f"regression checks against {base}: all passed" in out
+    with ResultsStore(db) as store:
+        slow = store_run(store, measured, scale=1.3)          # planted: every latency 30 % higher
+    assert main(["compare", "--db", str(db), "--fail-on", "p50:+5%", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["runs"][0]["id"] == slow and doc["baseline"]["id"] == same
+    failed = [c for c in doc["checks"] if c["failed"]]
+    assert {(c["target"], c["artifact"]) for c in failed} == {("local", "fp32.onnx"), ("local", "dynamic.onnx")}
+    assert all(c["change"] == pytest.approx(30.0) for c in failed)
+    # a looser limit passes; --baseline picks the run to compare with
+    assert main(["compare", "--db", str(db), "--fail-on", "p50:+40%"]) == 0
+    assert main(["compare", "--db", str(db), "--fail-on", "p90:+5%", "--baseline", base]) == 1
+    capsys.readouterr()
+
+
+def test_accuracy_rule_is_a_drop_in_points(db, measured, store_run):
+    import copy
+
+    with ResultsStore(db) as store:
+        store_run(store, measured)
+        worse = copy.deepcopy(measured)
+        for r in worse["results"]:
+            r["fidelity"]["accuracy"] -= 0.03                     # 3 points lower on the device
+        store_run(store, worse)
+    comp = compare(db=db, fail_on=["accuracy:-2%"])
+    assert comp.regressions and all(c.change == pytest.approx(-3.0) for c in comp.regressions)
+    assert not compare(db=db, fail_on=["accuracy:-5%"]).regressions
+
+
+def test_a_target_failing_now_is_a_regression(db, measured, store_run):
+    with ResultsStore(db) as store:
+        store_run(store, measured)
+        run_id = store.start_run(model_sha256=measured["sha256"], targets=["local"])
+        store.set_target(run_id, "local", status="failed", profile="x86-64-host",
+                         error="TransportError: connection refused")
+        store.finish_run(run_id, "failed")
+    comp = compare(db=db, fail_on=["p50:+5%"])
+    assert comp.rows[0].status == "failed" and "connection refused" in comp.rows[0].error
+    assert len(comp.regressions) == 2 and all("connection refused" in c.note for c in comp.regressions)
+
+
+def test_bad_rules_and_missing_baseline_are_clear_errors(db, measured, store_run):
+    for bad, match in (("p50", "expected METRIC"), ("latency:+5%", "valid: p50"), ("p50:-5%", "increase"),
+                       ("accuracy:+1%", "drop")):
+        with pytest.raises(UsageError, match=match):
+            parse_fail_on(bad)
+    with ResultsStore(db) as store:
+        store_run(store, measured)
+    with pytest.raises(ResultsError, match="no baseline"):
+        compare(db=db, fail_on=["p50:+5%"])
+    with pytest.raises(ResultsError, match="no runs"):
+        compare(db=db.parent / "empty.db")
+
+
+def test_table_markdown_json_and_history(db, measured, store_run, capsys):
+    with ResultsStore(db) as store:
+        first = store_run(store, measured)
+        second = store_run(store, measured, targets=("local", "lab"))
+    comp = compare([first, second], db=db)
+    text = render_table(comp)
+    assert "p50_ms" in text and "est" in text and f"local [{first}]" in text
+    md = render_markdown(comp)
+    assert md.count("\n| ") == 1 + 6 and "|---" in md
+    assert main(["compare", "--db", str(db), "--json", "--samples"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["rows"]) == 4 and len(doc["rows"][0]["samples"]) == 40
+    assert main(["history", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert out.index(second) < out.index(first) and "2/2" in out and "4/4" in out
+    assert main(["history", "--db", str(db), "--json", "--limit", "1"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [second]
