@@ -17,6 +17,7 @@ from ..errors import EdgeCompressError
 
 COMMANDS = [
     "profiles_cmd",
+    "compare_cmd",
 ]
 
 
