@@ -27,3 +27,22 @@ def digits_npz(tmp_path_factory, mnist):
     path = tmp_path_factory.mktemp("data") / "digits.npz"
     np.savez(path, x=mnist[2][:300], y=mnist[3][:300])
     return path
+
+
+@pytest.fixture(scope="session")
+def lab_sshd(tmp_path_factory):
+    """A running virtual device: a real OpenSSH server on 127.0.0.1 (own host key, a generated
+    client key, dedicated user ``ecdev``, a device Python with only numpy + onnxruntime +
+    ai-edge-litert). Attributes: .host .port .user .identity_file .known_hosts .target
+    (targets.Target) .targets_file (YAML with that target) .python .workdir. Skips when the
+    lab cannot run here (not root, no sshd)."""
+    from edgecompress import lab
+
+    reason = lab.why_not()
+    if reason:
+        pytest.skip(f"lab device unavailable: {reason}")
+    state = tmp_path_factory.mktemp("lab")
+    dev = lab.start_device("lab-test", state)
+    lab.write_targets([dev], state / "targets.yaml")
+    yield dev
+    lab.stop_device(dev)

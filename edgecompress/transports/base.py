@@ -47,6 +47,22 @@ class TransferResult:
     seconds: float = 0.0
 
 
+class Process(ABC):
+    """A process started by :meth:`Transport.spawn`: read its output lines, then close it."""
+
+    @abstractmethod
+    def readline(self, timeout: float) -> Optional[str]:
+        """The next stdout line (without newline); None at end of output or after ``timeout`` s."""
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close its stdin and let it end (killed if it does not end within a few seconds)."""
+
+
 def quote_argv(argv: Sequence[str]) -> str:
     """One shell command line with every argument quoted (``~/`` prefixes kept expandable)."""
     parts = []
@@ -76,6 +92,15 @@ class Transport(ABC):
     @abstractmethod
     def get(self, remote: str, local: Path) -> TransferResult:
         """Copy ``remote`` to a local file."""
+
+    def spawn(self, argv: Sequence[str]) -> "Process":
+        """Start ``argv`` on the device and return at once; the process reads our stdin.
+
+        Closing the returned :class:`Process` closes its stdin (and the channel), so a
+        device-side helper that waits for end-of-input (the device lock) exits even when
+        this host process dies. Transports that cannot do this raise NotImplementedError.
+        """
+        raise NotImplementedError(f"{self.name} transport cannot start background processes")
 
     def home(self) -> str:
         res = self.run(["sh", "-c", 'printf %s "$HOME"'])
