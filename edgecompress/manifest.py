@@ -76,6 +76,7 @@ class ArtifactRecord:
     passes: list[dict[str, Any]] = field(default_factory=list)
     gzip_size_bytes: Optional[int] = None
     seconds: Optional[float] = None
+    calibration: Optional[str] = None   # int8: how activation ranges were calibrated
 
     @classmethod
     def from_dict(cls, d: dict) -> "ArtifactRecord":
@@ -95,6 +96,7 @@ class Manifest:
     data: dict[str, Any] = field(default_factory=dict)
     edgecompress_version: str = ""
     created: str = ""
+    steps: list[dict[str, Any]] = field(default_factory=list)   # cache steps: step, key, cached, seconds
     path: Optional[Path] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -117,7 +119,7 @@ class Manifest:
         m = cls(model=d["model"], profile=d["profile"],
                 artifacts=[ArtifactRecord.from_dict(a) for a in d.get("artifacts", [])],
                 data=d.get("data", {}), edgecompress_version=d.get("edgecompress_version", ""),
-                created=d.get("created", ""))
+                created=d.get("created", ""), steps=d.get("steps", []))
         m.path = path
         return m
 

@@ -18,6 +18,7 @@ from ..errors import EdgeCompressError
 COMMANDS = [
     "profiles_cmd",
     "compare_cmd",
+    "compress_cmd",
 ]
 
 

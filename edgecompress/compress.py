@@ -1,0 +1,245 @@
+"""``compress(model, profile, data)``: build the artifacts a device profile asks for.
+
+The plan for one profile: load the model and the samples; check every requested artifact
+against ``exporters.CAPABILITIES`` (before any work); apply the profile's and the caller's
+passes; build each artifact through its exporter (intermediates in the content-addressed
+cache, ``cache.py``); run it in its runtime on held-out samples and measure its fidelity
+against the source model's FP32 output (``fidelity.py``); write ``OUT/<profile>/``.
+
+* Files: ``OUT/<profile>/model.<precision>.<onnx|tflite>`` and ``manifest.json``
+  (``manifest.Manifest``). The folder is built under a temporary name and renamed into
+  place when complete, so a half-written folder is never read.
+* One artifact failing marks that artifact ``failed`` with the reason; the rest are built.
+* Samples are split once into calibration and evaluation sets (disjoint, deterministic).
+  Without data, random calibration is used only when explicitly allowed (INT8 accuracy is
+  then unknown; a warning says so).
+* The fidelity reference is the model as given (before passes), so a pass's accuracy cost
+  shows in every artifact's fidelity.
+"""
+from __future__ import annotations
+
+import datetime
+import gzip
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import numpy as np
+
+from ._version import __version__
+from .cache import Cache, default_cache_dir
+from .data import Dataset, load_data, random_data
+from .errors import DataError, UsageError
+from .exporters import check_supported, find_capability, get_exporter
+from .exporters.base import ExportContext
+from .fidelity import compare
+from .manifest import ArtifactRecord, Manifest, sha256_file
+from .models import LoadedModel, load_model
+from .profiles import ArtifactSpec, DeviceProfile, load_profile
+
+log = logging.getLogger(__name__)
+CALIB_SAMPLES = 100
+EVAL_SAMPLES = 400
+RANDOM_SAMPLES = 200
+LOW_AGREEMENT = 0.9
+
+
+class _Job:
+    """What compressing one model shares between profiles: model, samples, reference, cache."""
+
+    def __init__(self, model, data, out, *, allow_random_calibration: bool, cache_dir, progress):
+        self.progress = progress or (lambda msg: log.info("%s", msg))
+        self.model = model if isinstance(model, LoadedModel) else load_model(model)
+        self.dataset = self._dataset(data, allow_random_calibration)
+        self.calib, self.eval = self.dataset.split(CALIB_SAMPLES, EVAL_SAMPLES)
+        self.out = Path(out)
+        self.cache = Cache(cache_dir or default_cache_dir(out), self.progress)
+        self._reference: Optional[np.ndarray] = None
+        self._fidelity: dict[tuple, tuple] = {}
+        self._passes: dict[str, tuple] = {}
+
+    def _dataset(self, data, allow_random: bool) -> Dataset:
+        if isinstance(data, Dataset):
+            return data
+        if data is not None:
+            return load_data(data, self.model)
+        if not allow_random:
+            raise DataError("no calibration data: give samples with --data (.npy, .npz or an image folder), "
+                            "or allow random calibration explicitly with --random-calibration")
+        self.progress("WARNING: no --data: calibrating on random samples; INT8 accuracy is unknown")
+        log.warning("calibrating on random samples: INT8 accuracy is unknown")
+        return random_data(self.model, RANDOM_SAMPLES)
+
+    @property
+    def reference(self) -> np.ndarray:
+        if self._reference is None:
+            self._reference = self.model.predict(self.eval.x)
+        return self._reference
+
+    def passes_for(self, specs: list[dict]) -> tuple[LoadedModel, list[dict]]:
+        if not specs:
+            return self.model, []
+        import json
+
+        key = json.dumps(specs, sort_keys=True, default=str)
+        if key not in self._passes:
+            from .passes import apply_passes
+
+            self.progress(f"passes: {', '.join(s['pass'] for s in specs)} ...")
+            self._passes[key] = apply_passes(self.model, specs, self.dataset)
+        return self._passes[key]
+
+    def measure(self, path: Path, sha: str, layout: str) -> tuple:
+        """(fidelity, inputs, outputs) of one artifact file, memoized by its content."""
+        key = (sha, layout)
+        if key not in self._fidelity:
+            from .exporters.execute import ArtifactRunner, describe
+
+            runner = ArtifactRunner(path, layout=layout, source_layout=self.model.layout)
+            out = runner.run(self.eval.x, expect_shape=self.reference.shape)
+            self._fidelity[key] = (compare(self.reference, out, self.eval.y), *describe(runner))
+        return self._fidelity[key]
+
+
+def compress(model, profile, data=None, out: str | Path = "out", *, passes: Optional[list[dict]] = None,
+             allow_random_calibration: bool = False, cache_dir=None,
+             progress: Optional[Callable[[str], None]] = None) -> Manifest:
+    """Build ``profile``'s artifacts for ``model`` into ``OUT/<profile>/``; return the manifest.
+
+    ``model``: a LoadedModel or a MODEL spec (``models.load_model``); ``profile``: a
+    DeviceProfile, a name or a YAML path; ``data``: a Dataset, a path or None; ``passes``:
+    extra pass specs appended to the profile's. Bad input raises before any work (exit 2).
+    """
+    return compress_many(model, [profile], data, out, passes=passes,
+                         allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
+                         progress=progress)[_name(profile)]
+
+
+def compress_many(model, profiles: Iterable, data=None, out: str | Path = "out", *,
+                  passes: Optional[list[dict]] = None, allow_random_calibration: bool = False,
+                  cache_dir=None, progress=None) -> dict[str, Manifest]:
+    """``compress`` for several profiles; model, samples, reference and cached steps are shared."""
+    profiles = [load_profile(p) for p in profiles]
+    if not profiles:
+        raise UsageError("no profile given")
+    passes = list(passes or [])
+    if passes:
+        from .passes import validate_pass_specs
+
+        validate_pass_specs(passes, source="command line", error=UsageError)
+    job = _Job(model, data, out, allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
+               progress=progress)
+    plans = [(p, check_supported(job.model.kind, p.artifacts, f"profile {p.name}")) for p in profiles]
+    return {p.name: _compress_one(job, p, caps, [*p.passes, *passes]) for p, caps in plans}
+
+
+def _name(profile) -> str:
+    return profile.name if isinstance(profile, DeviceProfile) else load_profile(profile).name
+
+
+def _compress_one(job: _Job, profile: DeviceProfile, caps, pass_specs: list[dict]) -> Manifest:
+    model, reports = job.passes_for(pass_specs)
+    ctx = ExportContext(model, job.cache, job.calib, job.progress)
+    job.out.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(dir=job.out, prefix=f".{profile.name}.building-"))
+    os.chmod(build, 0o755)
+    first_event = len(job.cache.events)
+    try:
+        records = []
+        for spec, cap in zip(profile.artifacts, caps):
+            job.progress(f"[{profile.name}] {spec.precision}.{spec.format} ...")
+            records.append(_build_artifact(job, ctx, spec, cap, build, reports))
+        manifest = Manifest(
+            model={"source": job.model.source, "sha256": job.model.sha256, "kind": job.model.kind,
+                   "layout": job.model.layout, "inputs": [asdict(t) for t in job.model.inputs],
+                   "outputs": [asdict(t) for t in job.model.outputs],
+                   "fp32_size_bytes": _fp32_sizes(ctx, profile, records)},
+            profile=profile.name, artifacts=records, data=_data_record(job),
+            edgecompress_version=__version__,
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            steps=job.cache.events[first_event:])
+        manifest.write(build / "manifest.json")
+        final = job.out / profile.name
+        _replace_dir(build, final)
+        manifest.path = final / "manifest.json"
+        return manifest
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def _build_artifact(job: _Job, ctx: ExportContext, spec: ArtifactSpec, cap, build: Path,
+                    reports: list[dict]) -> ArtifactRecord:
+    rec = ArtifactRecord(path=f"model.{spec.precision}.{spec.format}", format=spec.format,
+                         precision=spec.precision, layout=ctx.model.layout, passes=reports)
+    dst = build / rec.path
+    t0 = time.perf_counter()
+    try:
+        built = get_exporter(cap.exporter).export(ctx, spec)
+        rec.layout, rec.tools, rec.calibration = built.layout, built.tools, built.calibration
+        shutil.copyfile(built.path, dst)
+        data = dst.read_bytes()
+        rec.size_bytes, rec.sha256 = len(data), sha256_file(dst)
+        rec.gzip_size_bytes = len(gzip.compress(data, 9))
+        rec.fidelity, rec.inputs, rec.outputs = job.measure(dst, rec.sha256, rec.layout)
+        agree = rec.fidelity.top1_agreement
+        if agree is not None and agree < LOW_AGREEMENT:
+            job.progress(f"WARNING: {rec.path} agrees with the FP32 reference on only {agree:.1%} "
+                         f"of {rec.fidelity.samples} held-out samples")
+    except Exception as e:  # one artifact failing never loses the others
+        log.debug("artifact %s failed", rec.path, exc_info=True)
+        rec.status, rec.error = "failed", _reason(e)
+        rec.size_bytes, rec.sha256, rec.gzip_size_bytes = 0, None, None
+        dst.unlink(missing_ok=True)
+        job.progress(f"FAILED {rec.path}: {rec.error}")
+    rec.seconds = round(time.perf_counter() - t0, 3)
+    return rec
+
+
+def _reason(e: Exception) -> str:
+    from .errors import EdgeCompressError
+
+    text = str(e).strip() or type(e).__name__
+    return text if isinstance(e, EdgeCompressError) else f"{type(e).__name__}: {text}"[:1000]
+
+
+def _fp32_sizes(ctx: ExportContext, profile: DeviceProfile, records: list[ArtifactRecord]) -> dict[str, int]:
+    """FP32 file size per format in this profile (built in the cache if the profile lacks it)."""
+    sizes = {r.format: r.size_bytes for r in records if r.precision == "fp32" and r.status == "ok"}
+    for fmt in sorted({s.format for s in profile.artifacts} - set(sizes)):
+        cap = find_capability(ctx.model.kind, fmt, "fp32")
+        try:
+            sizes[fmt] = get_exporter(cap.exporter).export(ctx, ArtifactSpec(format=fmt, precision="fp32")
+                                                            ).path.stat().st_size
+        except Exception as e:
+            log.debug("no FP32 %s size: %s", fmt, e)
+    return sizes
+
+
+def _data_record(job: _Job) -> dict[str, Any]:
+    d = job.dataset
+    return {"source": d.source, "preprocessing": d.preprocessing, "sha256": d.sha256,
+            "random": d.source == "random", "labels": d.y is not None,
+            "calibration_samples": len(job.calib), "evaluation_samples": len(job.eval)}
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(dst, old)
+    os.rename(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def size_ratio(manifest: Manifest, rec: ArtifactRecord) -> Optional[float]:
+    """``rec``'s size over the FP32 file of the same format (None if unknown)."""
+    ref = (manifest.model.get("fp32_size_bytes") or {}).get(rec.format)
+    return rec.size_bytes / ref if ref and rec.status == "ok" else None
+

@@ -1,0 +1,187 @@
+"""ONNX artifacts: FP32 (conv-BN folded, simplified), FP16, dynamic INT8, static INT8 (QDQ).
+
+* FP32: PyTorch via ``torch.onnx.export(dynamo=True, external_data=False)`` (the legacy
+  exporter, opset 17, when dynamo fails — e.g. TorchScript); Keras via Keras 3
+  ``model.export(format="onnx")`` (tf2onnx); an ONNX source as given. Then onnxslim
+  (constant folding, conv-BN fusion) and node doc strings / metadata are dropped.
+* FP16: ``onnxconverter_common.float16`` with float32 inputs and outputs kept.
+* dynamic: ``onnxruntime.quantization.quantize_dynamic`` (INT8 weights, activations at run time).
+* int8: ``quant_pre_process`` + ``quantize_static`` — QDQ, per-channel, INT8 weights and
+  activations, calibrated on the calibration samples with the profile's method.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import tool_versions
+from ..errors import ExportError
+from .base import Built, ExportContext, Exporter
+
+log = logging.getLogger(__name__)
+FP32_FILE = "model.onnx"
+_SOURCE_TOOLS = {"torch": ("torch", "onnxscript"), "keras": ("tensorflow", "keras", "tf2onnx"), "onnx": ()}
+
+
+def fp32_tools(kind: str) -> dict[str, str]:
+    return tool_versions(*_SOURCE_TOOLS[kind], "onnx", "onnxslim")
+
+
+def export_fp32(ctx: ExportContext) -> Path:
+    """The cached FP32 ONNX of ``ctx.model`` (shared by every ONNX and onnx2tf artifact)."""
+    if "onnx-fp32" in ctx.memo:
+        return ctx.memo["onnx-fp32"]
+    m = ctx.model
+    parts = {**ctx.model_key(), "tools": fp32_tools(m.kind), "opts": {"slim": True, "dynamo": True}}
+    folder = ctx.cache.step("onnx-fp32", parts, lambda d: _build_fp32(m, d / FP32_FILE), label=f"({m.kind} -> ONNX)")
+    ctx.memo["onnx-fp32"] = folder / FP32_FILE
+    return folder / FP32_FILE
+
+
+def _build_fp32(m, path: Path) -> None:
+    import onnx
+
+    if m.kind == "torch":
+        _torch_to_onnx(m, path)
+        model = onnx.load(str(path))
+    elif m.kind == "keras":
+        _keras_to_onnx(m, path)
+        model = onnx.load(str(path))
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(m.obj)
+    model = simplify(model)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def simplify(model):
+    """onnxslim (constant folding, conv-BN fusion, dead nodes) and no doc strings / node metadata."""
+    import onnxslim
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = onnxslim.slim(model)
+    model.doc_string = ""
+    for node in model.graph.node:
+        node.doc_string = ""
+        del node.metadata_props[:]
+    return model
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    """Silence converters' chatter (stdout, warnings, INFO/WARNING logs); errors still raise."""
+    import warnings
+
+    saved = [(lg, lg.level) for lg in map(logging.getLogger, ("", *loggers))]
+    for lg, _ in saved:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
+
+
+def _torch_to_onnx(m, path: Path) -> None:
+    import torch
+
+    x = torch.zeros(m.inputs[0].shape)
+    names = dict(input_names=[m.inputs[0].name], output_names=[m.outputs[0].name])
+    try:
+        if isinstance(m.obj, torch.jit.ScriptModule):
+            raise TypeError("TorchScript modules need the legacy exporter")
+        with _quiet("torch.onnx"):
+            torch.onnx.export(m.obj, (x,), str(path), dynamo=True, external_data=False, **names)
+        return
+    except Exception as e:
+        log.info("dynamo ONNX export failed (%s); using the legacy exporter", e)
+    try:
+        with _quiet("torch.onnx"):
+            torch.onnx.export(m.obj, (x,), str(path), dynamo=False, opset_version=17, do_constant_folding=True,
+                              **names)
+    except Exception as e:
+        raise ExportError(f"torch.onnx.export failed with both exporters: {type(e).__name__}: {e}") from e
+
+
+def _keras_to_onnx(m, path: Path) -> None:
+    import tensorflow as tf
+
+    spec = m.inputs[0]
+    sig = [tf.TensorSpec(spec.shape, tf.float32, name=spec.name)]
+    with _quiet("tensorflow", "tf2onnx"):
+        m.obj.export(str(path), format="onnx", input_signature=sig, verbose=False)
+
+
+class OnnxExporter(Exporter):
+    name = "onnx"
+
+    def export(self, ctx: ExportContext, spec) -> Built:
+        fp32 = export_fp32(ctx)
+        tools = fp32_tools(ctx.model.kind)
+        if spec.precision == "fp32":
+            return Built(fp32, ctx.model.layout, tools)
+        tools = {**tools, **tool_versions("onnxruntime", "onnxconverter-common")}
+        parts = {**ctx.model_key(), "tools": tools, "precision": spec.precision}
+        calibration = None
+        if spec.precision == "int8":
+            calibration = spec.calibration
+            parts.update(calibration=calibration, data=ctx.calib_key())
+        name = f"model.{spec.precision}.onnx"
+        build = {"fp16": _fp16, "dynamic": _dynamic, "int8": lambda src, dst: _static_int8(ctx, src, dst, calibration)}
+        folder = ctx.cache.step(f"onnx-{spec.precision}", parts, lambda d: build[spec.precision](fp32, d / name))
+        return Built(folder / name, ctx.model.layout, tools, calibration)
+
+
+def _fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+def _dynamic(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = dst.with_name("preprocessed.onnx")
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    with _quiet():
+        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8)
+    pre.unlink()
+
+
+def _static_int8(ctx: ExportContext, src: Path, dst: Path, method: str) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    x = ctx.calib_x()
+    name = ctx.model.inputs[0].name
+    batch = ctx.model.inputs[0].shape[0]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(range(0, len(x), batch))
+
+        def get_next(self):
+            i = next(self._it, None)
+            return None if i is None else {name: np.ascontiguousarray(x[i:i + batch], dtype=np.float32)}
+
+    pre = dst.with_name("preprocessed.onnx")
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    with _quiet():
+        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=methods[method])
+    pre.unlink()
