@@ -126,8 +126,8 @@ class AdbTransport(Transport):
     def where(self) -> str:
         return f"adb device {self.serial!r}" if self.serial else "the adb device"
 
-    def _raise_gone(self, detail: str) -> None:
-        raise TransportError(f"{self.where}: {detail.strip()[-300:] or 'no answer'}; {_hint(detail)}")
+    def _raise_gone(self, detail: str, extra: str = "") -> None:
+        raise TransportError(f"{self.where}: {detail.strip()[-300:] or 'no answer'}{extra}; {_hint(detail)}")
 
     def connect(self) -> None:
         """Check once that the device is attached and authorised (``adb get-state``)."""
@@ -149,7 +149,7 @@ class AdbTransport(Transport):
                 attached = "; attached: " + (", ".join(f"{d['serial']} ({d['state']})" for d in devs) or "none")
             except TransportError:
                 pass
-            self._raise_gone(f"state {state!r}{attached}")
+            self._raise_gone(f"state {state!r}", attached)
         self._checked = True
 
     def _adb(self, *args: str, timeout: Optional[float] = None) -> subprocess.CompletedProcess:

@@ -1,0 +1,209 @@
+"""Battery, charging, thermal and CPU-frequency readings on a phone with no Python: shell on the
+device, arithmetic on the host. Standard library only.
+
+The device side is POSIX ``sh`` that Android's ``mksh`` + toybox run (``cat``, ``sleep`` with
+fractions, ``read`` from ``/proc/uptime``); every path is under ``sysfs_root`` (``/`` on a phone;
+tests point it at a folder they write).
+
+* :func:`probe_script` prints one line per fact (``ONLINE usb 1``, ``STATUS Discharging``,
+  ``BAT <current_now> <voltage_now>``, ``TZ <zone> <type> <temp>``, ``CF <cpu> <cur> <max> <hwmax>``);
+  :func:`parse_probe` reads them back.
+* :func:`sampler_script` is the battery loop run in the background during a benchmark: every
+  ``interval_s`` it appends ``<uptime_s> <current_now> <voltage_now>`` to a file until a stop file
+  appears. :func:`battery_energy` turns those samples into the DESIGN.md ``energy`` block.
+
+Units and signs (the kernel ABI says µA and µV; vendors differ): a current whose median magnitude
+is below 10 000 is taken as mA (a phone under load draws 100–3000 mA, i.e. 1e5–3e6 µA), a voltage
+below 100 as V, below 100 000 as mV. Discharge is negative on some phones (Pixel) and positive on
+others (many Samsung/Qualcomm); on battery the magnitude is what the phone draws, so the sign is
+recorded and the magnitude used. Energy is whole-phone power (screen, radios included) integrated
+over the samples (trapezoids on ``/proc/uptime`` time stamps); the result says so.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any, Optional
+
+PS = "sys/class/power_supply"
+_CHARGING_STATUS = ("charging", "full")
+
+
+def _root(sysfs_root: str) -> str:
+    return sysfs_root.rstrip("/")
+
+
+def battery_dir_script(sysfs_root: str = "/") -> str:
+    """Shell that sets ``B`` to the battery's power_supply folder (type ``Battery``, else ``battery``)."""
+    r = _root(sysfs_root)
+    return (f'B={r}/{PS}/battery; for d in {r}/{PS}/*; do '
+            f'[ "$(cat "$d/type" 2>/dev/null)" = Battery ] && B=$d && break; done')
+
+
+def probe_script(sysfs_root: str = "/") -> str:
+    r = _root(sysfs_root)
+    return "; ".join([
+        f'for f in {r}/{PS}/*/online; do [ -r "$f" ] && d=${{f%/online}} && '
+        f'echo "ONLINE ${{d##*/}} $(cat "$f" 2>/dev/null)"; done',
+        battery_dir_script(sysfs_root),
+        'echo "STATUS $(cat $B/status 2>/dev/null)"',
+        'echo "BAT $(cat $B/current_now 2>/dev/null) $(cat $B/voltage_now 2>/dev/null)"',
+        f'for z in {r}/sys/class/thermal/thermal_zone*; do [ -r "$z/temp" ] && '
+        f'echo "TZ ${{z##*/}} $(cat "$z/type" 2>/dev/null | tr " " _) $(cat "$z/temp" 2>/dev/null)"; done',
+        f'for c in {r}/sys/devices/system/cpu/cpu[0-9]*; do [ -r "$c/cpufreq/scaling_cur_freq" ] && '
+        f'echo "CF ${{c##*/}} $(cat $c/cpufreq/scaling_cur_freq 2>/dev/null) '
+        f'$(cat $c/cpufreq/scaling_max_freq 2>/dev/null) $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)"; done',
+        "true",
+    ])
+
+
+def _int(s: str) -> Optional[int]:
+    try:
+        return int(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_probe(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"online": {}, "status": None, "current_raw": None, "voltage_raw": None,
+                           "zones": [], "cpus": []}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        tag, rest = parts[0], parts[1:]
+        if tag == "ONLINE" and len(rest) == 2:
+            out["online"][rest[0]] = _int(rest[1])
+        elif tag == "STATUS":
+            out["status"] = " ".join(rest) or None
+        elif tag == "BAT":
+            out["current_raw"] = _int(rest[0]) if rest else None
+            out["voltage_raw"] = _int(rest[1]) if len(rest) > 1 else None
+        elif tag == "TZ" and len(rest) >= 3 and _int(rest[-1]) is not None:
+            out["zones"].append({"zone": rest[0], "type": rest[1], "temp_c": temp_c(_int(rest[-1]))})
+        elif tag == "CF" and len(rest) >= 2:
+            cur, smax, hwmax = (_int(x) for x in (rest[1:] + [None, None, None])[:3])
+            out["cpus"].append({"cpu": rest[0], "cur_khz": cur, "max_khz": smax, "hw_max_khz": hwmax})
+    return out
+
+
+def temp_c(raw: int) -> float:
+    """thermal_zone temp: m°C by the ABI; some vendors print °C (values under 200)."""
+    return round(raw / 1000.0, 3) if abs(raw) >= 200 else float(raw)
+
+
+def charging_reason(probe: dict) -> Optional[str]:
+    """Why the fuel gauge cannot measure the benchmark (charging, no gauge), or None if it can."""
+    online = [name for name, v in probe["online"].items() if v == 1 and name != "battery"]
+    if online:
+        return (f"the phone is on external power ({', '.join(sorted(online))} online = 1): the battery "
+                f"current then mixes charging with load; measure over Wi-Fi debugging (`adb tcpip`) "
+                f"with the cable unplugged")
+    status = (probe.get("status") or "").lower()
+    if status in _CHARGING_STATUS:
+        return (f"the battery status is {probe['status']!r}: energy cannot be measured while charging "
+                f"(or when full on a charger); unplug the phone")
+    if probe.get("current_raw") is None or probe.get("voltage_raw") is None:
+        return "no battery fuel gauge readable (power_supply/battery/current_now, voltage_now)"
+    return None
+
+
+def sampler_script(samples_file: str, stop_file: str, interval_s: float = 0.1, sysfs_root: str = "/") -> str:
+    """Background battery loop (ends when ``stop_file`` exists); ``$SP`` holds its pid afterwards."""
+    return (f"{battery_dir_script(sysfs_root)}; rm -f {stop_file}; "
+            f"( while [ ! -e {stop_file} ]; do read up idle < /proc/uptime; "
+            f'echo "$up $(cat $B/current_now) $(cat $B/voltage_now)"; '
+            f"sleep {interval_s:g} 2>/dev/null || sleep 1; done ) > {samples_file} 2>/dev/null & SP=$!")
+
+
+def parse_samples(text: str) -> list[tuple[float, int, int]]:
+    samples = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        try:
+            samples.append((float(parts[0]), int(parts[1]), int(parts[2])))
+        except ValueError:
+            continue
+    return samples
+
+
+def _units(samples) -> tuple[float, str, float, str]:
+    cur = statistics.median(abs(s[1]) for s in samples)
+    volt = statistics.median(abs(s[2]) for s in samples)
+    i_scale, i_unit = (1e-3, "mA") if 0 < cur < 10_000 else (1e-6, "uA")
+    if volt < 100:
+        v_scale, v_unit = 1.0, "V"
+    elif volt < 100_000:
+        v_scale, v_unit = 1e-3, "mV"
+    else:
+        v_scale, v_unit = 1e-6, "uV"
+    return i_scale, i_unit, v_scale, v_unit
+
+
+def battery_energy(samples: list[tuple[float, int, int]], mean_latency_ms: Optional[float]) -> dict[str, Any]:
+    """The ``energy`` block from battery samples taken while the benchmark ran."""
+    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+        return unavailable(f"only {len(samples)} battery sample(s) during the run: the run was shorter "
+                           f"than the sampling interval; raise measure.min_seconds")
+    i_scale, i_unit, v_scale, v_unit = _units(samples)
+    power = [(t, abs(i) * i_scale * abs(v) * v_scale) for t, i, v in samples]
+    joules = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(power, power[1:]))
+    seconds = power[-1][0] - power[0][0]
+    avg_w = joules / seconds
+    signs = {(i > 0) - (i < 0) for _, i, _ in samples} - {0}
+    sign = ("negative while discharging" if signs == {-1} else
+            "positive while discharging" if signs == {1} else "mixed signs (charger plugged in during the run?)")
+    out = {"method": "measured", "source": "android-battery",
+           "avg_power_w": round(avg_w, 6),
+           "mj_per_inference": round(avg_w * mean_latency_ms, 6) if mean_latency_ms else None,
+           "joules": round(joules, 6), "seconds": round(seconds, 3), "samples": len(samples),
+           "distinct_readings": len({s[1] for s in samples}),
+           "units": {"current": i_unit, "voltage": v_unit}, "sign_convention": sign,
+           "scope": "whole phone (screen, radios and the sampling loop included)",
+           "how": "shell loop on the device read power_supply/battery current_now x voltage_now "
+                  "every ~0.1 s; trapezoidal integral over /proc/uptime"}
+    if out["distinct_readings"] == 1 and seconds > 2:
+        out["note"] = "the fuel gauge reported one value for the whole run (it updates slowly on this phone)"
+    return out
+
+
+def unavailable(reason: str) -> dict[str, Any]:
+    return {"method": "unavailable", "source": "android-battery", "avg_power_w": None,
+            "mj_per_inference": None, "reason": reason}
+
+
+_CPU_TYPES = ("cpu", "soc", "tsens", "cluster")
+_NOT_SOC = ("battery", "usb", "charger", "skin", "bms", "modem")
+
+
+def soc_temp_c(zones: list[dict]) -> Optional[float]:
+    """Hottest CPU/SoC zone (by type), else hottest zone that is not battery/charger/skin."""
+    def kind(z):
+        return z["type"].lower()
+    cpu = [z["temp_c"] for z in zones if any(k in kind(z) for k in _CPU_TYPES)
+           and not any(k in kind(z) for k in _NOT_SOC)]
+    rest = [z["temp_c"] for z in zones if not any(k in kind(z) for k in _NOT_SOC)]
+    pick = cpu or rest
+    return max(pick) if pick else None
+
+
+def thermal_block(before: dict, after: dict) -> dict[str, Any]:
+    """``thermal`` block: SoC temperature before/after and a throttling flag from the CPU caps.
+
+    Throttled means some CPU's ``scaling_max_freq`` (the cap the thermal governor lowers) was
+    under 95 % of its ``cpuinfo_max_freq`` (what the silicon can do) before or after the run.
+    """
+    capped = []
+    for phase, probe in (("before", before), ("after", after)):
+        for c in probe.get("cpus", []):
+            if c["max_khz"] and c["hw_max_khz"] and c["max_khz"] < 0.95 * c["hw_max_khz"]:
+                capped.append(f"{phase}: {c['cpu']} capped at {c['max_khz']} kHz of {c['hw_max_khz']} kHz "
+                              f"({100 * c['max_khz'] / c['hw_max_khz']:.0f} %)")
+    have_caps = any(c["max_khz"] and c["hw_max_khz"] for p in (before, after) for c in p.get("cpus", []))
+    return {"temp_c_before": soc_temp_c(before.get("zones", [])),
+            "temp_c_after": soc_temp_c(after.get("zones", [])),
+            "throttled": bool(capped) if have_caps else None,
+            "throttle_detail": capped,
+            "cpu_khz_before": {c["cpu"]: c["cur_khz"] for c in before.get("cpus", [])},
+            "cpu_khz_after": {c["cpu"]: c["cur_khz"] for c in after.get("cpus", [])}}

@@ -1,0 +1,289 @@
+"""Native benchmark mode: measure on a device with no Python, with LiteRT's ``benchmark_model``.
+
+A target with ``mode: native`` and ``benchmark_model: PATH`` (the binary for the device's ABI,
+e.g. LiteRT's ``android_aarch64_benchmark_model``) is measured like this, over any transport
+(adb on a phone; ssh works too):
+
+1. the binary and the ``.tflite`` artifact are pushed into ``<workdir>/blobs/<sha256>`` — skipped
+   when a file of that hash is already there, else pushed to a temporary name, its sha256 checked
+   on the device, then renamed (nothing half-written is ever run);
+2. one shell script on the device reads the battery/charging/thermal/cpufreq state
+   (:mod:`edgecompress.android_sysfs`), starts the battery sampling loop in the background (when
+   on battery), runs ``benchmark_model`` with flags from the profile's ``measure`` settings
+   (:func:`benchmark_flags`), stops the loop and reads the state again;
+3. the output is parsed (:mod:`edgecompress.benchmark_model`) into the DESIGN.md benchmark result.
+
+What this mode cannot give is said in the result's ``notes`` and left ``null``: raw per-run
+samples (``benchmark_model`` prints aggregates only), p90/p99 (it prints p5/median/p95 at most,
+older builds none), baseline RSS, outputs for fidelity checks (it feeds random inputs).
+"""
+from __future__ import annotations
+
+import shlex
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+from . import android_sysfs as sysfs
+from .benchmark_model import parse as parse_benchmark_output
+from .errors import EdgeCompressError, TransportError
+from .manifest import ArtifactRecord, sha256_file
+
+#: benchmark_model flags per profile delegate (``cpu`` = plain TFLite kernels, XNNPACK off)
+DELEGATE_FLAGS = {
+    "xnnpack": ["--use_xnnpack=true"],
+    "gpu": ["--use_gpu=true"],
+    "nnapi": ["--use_nnapi=true"],
+    "hexagon": ["--use_hexagon=true"],
+    "cpu": ["--use_xnnpack=false"],
+}
+#: flags an older binary may not know; dropped (with a note) if the binary rejects them
+OPTIONAL_FLAGS = ("--report_peak_memory_footprint=true",)
+SAMPLE_INTERVAL_S = 0.1
+_MARK = "__EC_SECTION__"
+
+
+def benchmark_flags(graph: str, measure, *, delegate: str = "xnnpack", op_profiling: bool = False,
+                    threads: Optional[int] = None, optional: bool = True) -> list[str]:
+    """``benchmark_model`` arguments for one run, from a profile's :class:`~edgecompress.profiles.Measure`."""
+    if delegate not in DELEGATE_FLAGS:
+        raise EdgeCompressError(f"benchmark_model has no delegate {delegate!r}; valid: {', '.join(DELEGATE_FLAGS)}")
+    flags = [f"--graph={graph}", f"--num_threads={threads or measure.threads}",
+             f"--warmup_runs={measure.warmup}", f"--num_runs={measure.runs}",
+             f"--min_secs={measure.min_seconds:g}", f"--max_secs={max(measure.timeout_s * 0.8, 1):g}"]
+    flags += DELEGATE_FLAGS[delegate]
+    if op_profiling:
+        flags.append("--enable_op_profiling=true")
+    if optional:
+        flags += list(OPTIONAL_FLAGS)
+    return flags
+
+
+def push_by_hash(transport, local: Path, remote_dir: str, *, executable: bool = False) -> tuple[str, bool]:
+    """Make ``<remote_dir>/<sha256><suffix>`` hold ``local``; returns (remote path, whether sent)."""
+    sha = sha256_file(local)
+    suffix = Path(local).suffix if Path(local).suffix in (".tflite", ".onnx") else ""
+    remote = f"{remote_dir}/{sha}{suffix}"
+    have = transport.run(["sh", "-c", f"[ -f {shlex.quote(remote)} ] && sha256sum {shlex.quote(remote)}"],
+                         timeout=120)
+    if have.ok and have.stdout.split()[:1] == [sha]:
+        return remote, False
+    part = f"{remote}.part-{uuid.uuid4().hex[:8]}"
+    transport.run(["mkdir", "-p", remote_dir], timeout=60)
+    transport.put(Path(local), part)
+    chmod = f"chmod 755 {shlex.quote(part)} && " if executable else ""
+    check = transport.run(["sh", "-c", f"{chmod}sha256sum {shlex.quote(part)}"], timeout=120)
+    got = check.stdout.split()[:1]
+    if not check.ok or got != [sha]:
+        transport.run(["rm", "-f", part], timeout=60)
+        raise TransportError(f"pushed {local} but the device computed sha256 {got[0] if got else '(none)'} "
+                             f"instead of {sha}: {check.describe() if not check.ok else 'content differs'}")
+    mv = transport.run(["mv", "-f", part, remote], timeout=60)
+    if not mv.ok:
+        raise TransportError(f"could not rename {part} to {remote}: {mv.describe()}")
+    return remote, True
+
+
+def _artifact_info(artifact) -> tuple[Path, dict]:
+    if isinstance(artifact, ArtifactRecord):
+        return Path(artifact.path), {"sha256": artifact.sha256, "format": artifact.format,
+                                     "precision": artifact.precision}
+    p = Path(artifact)
+    fmt = p.suffix.lstrip(".")
+    precision = p.name.split(".")[1] if p.name.count(".") >= 2 else None
+    return p, {"sha256": None, "format": fmt, "precision": precision}
+
+
+class NativeBench:
+    """Benchmarks with ``benchmark_model`` over an open transport (the caller holds the device lock).
+
+    ``workdir`` is the device folder for blobs (adb: ``/data/local/tmp/edgecompress``).
+    """
+
+    def __init__(self, transport, target, profile, *, workdir: Optional[str] = None):
+        if not target.benchmark_model:
+            raise EdgeCompressError(f"target {target.name!r}: native mode needs `benchmark_model:` "
+                                    f"(path on this host to LiteRT's benchmark_model for the device's ABI)")
+        self.transport, self.target, self.profile = transport, target, profile
+        self.binary = Path(target.benchmark_model).expanduser()
+        if not self.binary.is_file():
+            raise EdgeCompressError(f"target {target.name!r}: benchmark_model {self.binary} does not exist; "
+                                    f"download LiteRT's benchmark_model for the device's ABI (e.g. "
+                                    f"android_aarch64_benchmark_model) and point `benchmark_model:` at it")
+        self.workdir = workdir or transport.expand(target.workdir)
+        self.blobs = f"{self.workdir}/blobs"
+        self._remote_binary: Optional[str] = None
+        self._facts: Optional[dict] = None
+        self.bytes_sent = 0
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def prepare(self) -> str:
+        """Push ``benchmark_model`` once (by hash); returns its path on the device."""
+        if self._remote_binary is None:
+            self._remote_binary, sent = push_by_hash(self.transport, self.binary, self.blobs, executable=True)
+            if sent:
+                self.bytes_sent += self.binary.stat().st_size
+        return self._remote_binary
+
+    def facts(self) -> dict[str, Any]:
+        if self._facts is None:
+            script = ("printf 'abi=%s\\nrelease=%s\\nsdk=%s\\nmodel=%s\\n' \"$(getprop ro.product.cpu.abi 2>/dev/null)\" "
+                      "\"$(getprop ro.build.version.release 2>/dev/null)\" \"$(getprop ro.build.version.sdk 2>/dev/null)\" "
+                      "\"$(getprop ro.product.model 2>/dev/null)\"; printf 'uname=%s\\n' \"$(uname -sm)\"")
+            res = self.transport.run(["sh", "-c", script], timeout=60)
+            kv = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+            android = kv.get("release")
+            self._facts = {
+                "arch": kv.get("abi") or (kv.get("uname", "").split()[-1:] or [None])[0],
+                "os": (f"Android {android} (API {kv.get('sdk')})" if android else kv.get("uname")),
+                "model": kv.get("model") or None,
+            }
+        return self._facts
+
+    # -- one benchmark --------------------------------------------------------------------------
+    def bench(self, artifact: Path | str | ArtifactRecord, *, record: Optional[ArtifactRecord] = None, measure=None,
+              delegate: Optional[str] = None, op_profiling: bool = False, energy: Optional[str] = None) -> dict:
+        """One DESIGN.md benchmark result; a failure gives ``status: failed`` and ``error`` (no raise)."""
+        path, art = _artifact_info(artifact)
+        if record is not None:
+            art = {"sha256": record.sha256, "format": record.format, "precision": record.precision}
+        measure = measure or self.profile.measure
+        delegate = delegate or next((d for d in self.profile.delegates if d in DELEGATE_FLAGS), "cpu")
+        result = _empty_result(self.target.name, art, measure)
+        try:
+            if art["format"] != "tflite":
+                raise EdgeCompressError(
+                    f"native mode runs .tflite files with benchmark_model; {path.name} is {art['format']!r} "
+                    f"(use mode: python over SSH/Termux for ONNX, or build tflite artifacts)")
+            art["sha256"] = art["sha256"] or sha256_file(path)
+            binary = self.prepare()
+            graph, sent = push_by_hash(self.transport, path, self.blobs)
+            self.bytes_sent += path.stat().st_size if sent else 0
+            self._run(result, binary, graph, measure, delegate, op_profiling,
+                      energy or self.target.energy or self.profile.energy.meter)
+        except (EdgeCompressError, ValueError, OSError) as e:
+            result.update(status="failed", error=f"{type(e).__name__}: {e}")
+        return result
+
+    def _script(self, binary: str, flags: list[str], tag: str, sample: bool) -> str:
+        root = self.target.sysfs_root
+        samples, stop = f"{self.workdir}/.bat-{tag}", f"{self.workdir}/.stop-{tag}"
+        bench = f"{shlex.quote(binary)} {' '.join(shlex.quote(f) for f in flags)} 2>&1; RC=$?"
+        parts = [f"echo {_MARK}bench"]
+        if sample:
+            parts += [sysfs.sampler_script(samples, stop, SAMPLE_INTERVAL_S, root), bench,
+                      f"touch {stop}; wait $SP 2>/dev/null; echo {_MARK}samples; cat {samples}; rm -f {samples} {stop}"]
+        else:
+            parts += [bench]
+        parts += [f"echo {_MARK}after", sysfs.probe_script(root), f"echo {_MARK}rc=$RC"]
+        return "; ".join(parts)
+
+    def _run(self, result, binary, graph, measure, delegate, op_profiling, meter) -> None:
+        notes: list[str] = result["notes"]
+        pre = sysfs.parse_probe(self.transport.run(["sh", "-c", sysfs.probe_script(self.target.sysfs_root)],
+                                                   timeout=60).stdout)
+        reason = None
+        if meter in ("none",):
+            reason = "energy measurement is off for this target (energy: none)"
+        elif meter not in ("auto", "android-battery"):
+            reason = f"meter {meter!r} is not available in native mode (only android-battery)"
+        else:
+            reason = sysfs.charging_reason(pre)
+        flags = benchmark_flags(graph, measure, delegate=delegate, op_profiling=op_profiling)
+        tag = uuid.uuid4().hex[:8]
+        t0 = time.monotonic()
+        res = self.transport.run(["sh", "-c", self._script(binary, flags, tag, reason is None)],
+                                 timeout=measure.timeout_s)
+        sections = _sections(res.stdout)
+        if "rc=0" not in sections.get("__rc__", "") and _unknown_flag(sections.get("bench", "")):
+            notes.append("this benchmark_model does not know --report_peak_memory_footprint: "
+                         "peak memory comes from the footprint delta only")
+            flags = benchmark_flags(graph, measure, delegate=delegate, op_profiling=op_profiling, optional=False)
+            res = self.transport.run(["sh", "-c", self._script(binary, flags, tag, reason is None)],
+                                     timeout=measure.timeout_s)
+            sections = _sections(res.stdout)
+        wall = time.monotonic() - t0
+        result["command"] = ["benchmark_model"] + flags
+        if res.timed_out:
+            raise EdgeCompressError(f"benchmark_model did not finish within measure.timeout_s="
+                                    f"{measure.timeout_s:g} s")
+        if not res.ok or sections.get("__rc__") != "rc=0":
+            tail = " | ".join(sections.get("bench", res.stdout + res.stderr).strip().splitlines()[-6:])
+            raise EdgeCompressError(f"benchmark_model failed ({sections.get('__rc__') or res.describe()}): {tail}")
+        parsed = parse_benchmark_output(sections.get("bench", ""))
+        _fill(result, parsed, self.facts(), delegate, measure)
+        after = sysfs.parse_probe(sections.get("after", ""))
+        result["thermal"] = sysfs.thermal_block(pre, after)
+        if reason is None:
+            reason = sysfs.charging_reason(after)       # plugged in during the run
+            if reason is None:
+                samples = sysfs.parse_samples(sections.get("samples", ""))
+                result["energy"] = sysfs.battery_energy(samples, result["latency_ms"]["mean"])
+        if reason is not None:
+            result["energy"] = sysfs.unavailable(reason)
+        result["seconds"] = round(wall, 3)
+
+
+def _unknown_flag(text: str) -> bool:
+    low = text.lower()
+    return ("unconsumed cmdline flags" in low or "unknown flag" in low or "unrecognized" in low) and \
+        any(f.split("=")[0].lstrip("-") in low for f in OPTIONAL_FLAGS)
+
+
+def _sections(stdout: str) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    cur = "pre"
+    for line in stdout.splitlines():
+        if line.startswith(_MARK):
+            name = line[len(_MARK):]
+            if name.startswith("rc="):
+                out.setdefault("__rc__", []).append(name)
+                continue
+            cur = name
+            out.setdefault(cur, [])
+            continue
+        out.setdefault(cur, []).append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def _empty_result(target: str, art: dict, measure) -> dict:
+    return {"target": target, "artifact": art, "mode": "native",
+            "device": {"arch": None, "os": None, "python": None, "runtime": "LiteRT benchmark_model",
+                       "threads": measure.threads, "delegate": None},
+            "latency_ms": {"load": None, "first": None, "mean": None, "p50": None, "p90": None, "p99": None,
+                           "std": None, "min": None, "max": None, "samples": None},
+            "memory_mb": {"baseline_rss": None, "peak_rss": None, "delta": None},
+            "energy": sysfs.unavailable("not measured"),
+            "thermal": {"temp_c_before": None, "temp_c_after": None, "throttled": None},
+            "runs": None, "status": "ok", "error": None, "notes": []}
+
+
+def _fill(result: dict, p: dict, facts: dict, delegate: str, measure) -> None:
+    notes = result["notes"]
+    result["device"].update(arch=facts.get("arch"), os=facts.get("os"), model=facts.get("model"),
+                            threads=p.get("threads") or measure.threads, delegate=delegate,
+                            delegates_applied=p.get("delegates") or [])
+    lat = result["latency_ms"]
+    lat.update(load=p["init_ms"], first=p["first_ms"], mean=p["mean_ms"], std=p["std_ms"],
+               min=p["min_ms"], max=p["max_ms"], p50=p["p50_ms"])
+    if p["p5_ms"] is not None:
+        lat["p5"], lat["p95"] = p["p5_ms"], p["p95_ms"]
+        notes.append("benchmark_model prints p5/median/p95 only: latency_ms.p90 and p99 are null "
+                     "(p95 is in latency_ms.p95)")
+    else:
+        notes.append("this benchmark_model prints no percentiles: latency_ms.p50, p90 and p99 are null")
+    notes.append("benchmark_model reports aggregates only: latency_ms.samples is null")
+    mem = result["memory_mb"]
+    mem.update(peak_rss=p["peak_memory_mb"], delta=p["memory_overall_mb"])
+    notes.append("memory_mb.baseline_rss is null: benchmark_model reports RSS growth from its own start "
+                 "(memory_mb.delta) and, with --report_peak_memory_footprint, the peak (memory_mb.peak_rss)")
+    if p["peak_memory_mb"] is None:
+        notes.append("memory_mb.peak_rss is null: this benchmark_model printed no peak memory footprint")
+    if delegate not in [d.lower() for d in p.get("delegates") or []] and delegate not in ("cpu", "xnnpack"):
+        notes.append(f"asked for the {delegate} delegate but benchmark_model did not report applying it")
+    notes.append("no outputs: benchmark_model feeds random inputs, so fidelity is not checked in native mode")
+    result["runs"] = p["count"]
+    result["benchmark_model"] = {k: v for k, v in p.items() if k != "op_profile"}
+    if p.get("op_profile"):
+        result["op_profile"] = p["op_profile"]

@@ -1,0 +1,106 @@
+"""The adb transport against a STAND-IN adb client (tests/android/fake_adb.py).
+
+No phone or emulator can run here. The stand-in is an executable that speaks adb's command-line
+interface (``devices -l``, ``get-state``, ``push``, ``pull``, ``shell``, ``-s SERIAL``) over a
+folder standing for the phone and the local ``/bin/sh``; the transport runs it exactly as it
+runs the real client (through ``$EDGECOMPRESS_ADB``).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from edgecompress.errors import TransportError
+from edgecompress.targets import Target
+from edgecompress.transports import open_transport
+from edgecompress.transports.adb import DEVICE_ROOT, AdbTransport, list_devices
+
+
+def _target(serial=None, **kw):
+    return Target(name="phone", profile="pixel-8", transport="adb", serial=serial, **kw)
+
+
+def test_devices_listed_with_model_and_state(fake_adb):
+    fake_adb.phone("35091FDH2000ZX")
+    fake_adb.phone("R5CW70ABCDE", model="SM_S921U", state="unauthorized")
+    devs = {d["serial"]: d for d in list_devices()}
+    assert devs["35091FDH2000ZX"]["state"] == "device" and devs["35091FDH2000ZX"]["model"] == "Pixel_8"
+    assert devs["R5CW70ABCDE"]["state"] == "unauthorized"
+
+
+def test_registry_builds_adb_transport_for_target(fake_phone):
+    t = open_transport(_target(fake_phone.serial))
+    assert isinstance(t, AdbTransport) and t.serial == fake_phone.serial
+    assert t.expand("~/.cache/edgecompress/runner") == f"{DEVICE_ROOT}/runner"
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["shell-v2", "legacy-shell-exit-0"])
+def test_exit_status_stdout_stderr_even_when_adb_hides_the_status(fake_adb, legacy):
+    phone = fake_adb.phone(legacy_shell=legacy)
+    t = AdbTransport(phone.serial)
+    res = t.run(["sh", "-c", "echo out; echo err >&2; exit 7"])
+    assert (res.exit_code, res.stdout, res.stderr.strip()) == (7, "out\n", "err")
+    assert t.run(["true"]).ok
+    # output without a final newline is kept byte for byte
+    assert t.run(["printf", "%s", "no newline"]).stdout == "no newline"
+
+
+def test_arguments_are_quoted_env_exported_stdin_fed(fake_phone):
+    t = AdbTransport(fake_phone.serial)
+    tricky = "a b; rm -rf / 'q' \"d\" $HOME `x`"
+    assert t.run(["printf", "%s", tricky]).stdout == tricky
+    assert t.run(["sh", "-c", 'printf %s "$EC_X"'], env={"EC_X": "v a l"}).stdout == "v a l"
+    assert t.run(["wc", "-c"], stdin=b"12345").stdout.strip() == "5"
+
+
+def test_killed_by_signal_and_time_out(fake_phone):
+    t = AdbTransport(fake_phone.serial)
+    res = t.run(["sh", "-c", "kill -9 $$"])
+    assert res.signal == "SIGKILL" and res.exit_code is None and not res.ok
+    start = time.monotonic()
+    res = t.run(["sleep", "30"], timeout=1.0)
+    assert res.timed_out and res.exit_code is None and time.monotonic() - start < 10
+
+
+def test_put_get_round_trip_is_atomic_and_exact(fake_phone, tmp_path):
+    t = AdbTransport(fake_phone.serial)
+    data = bytes(range(256)) * 4000
+    src = tmp_path / "model.int8.tflite"
+    src.write_bytes(data)
+    remote = f"{DEVICE_ROOT}/blobs/model.tflite"
+    moved = t.put(src, remote)
+    assert moved.bytes == len(data) and moved.remote == remote
+    on_phone = fake_phone.path(remote)
+    assert on_phone.read_bytes() == data
+    assert not [p for p in on_phone.parent.iterdir() if ".part" in p.name]     # no temporary left behind
+    sha = t.run(["sha256sum", remote]).stdout.split()
+    assert sha == [hashlib.sha256(data).hexdigest(), remote]
+    back = tmp_path / "back.bin"
+    assert t.get(remote, back).bytes == len(data) and back.read_bytes() == data
+    with pytest.raises(TransportError, match="pull .*missing"):
+        t.get(f"{DEVICE_ROOT}/missing", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_unauthorised_missing_and_ambiguous_devices_say_what_to_do(fake_adb):
+    fake_adb.phone("AAA", state="unauthorized")
+    with pytest.raises(TransportError, match="'AAA'.*unauthorized.*Allow USB debugging"):
+        AdbTransport("AAA").run(["true"])
+    with pytest.raises(TransportError, match="'ZZZ'.*not found.*attached: AAA"):
+        AdbTransport("ZZZ").run(["true"])
+    fake_adb.phone("BBB")
+    with pytest.raises(TransportError, match="more than one.*serial"):
+        AdbTransport(None).run(["true"])
+
+
+def test_properties_and_spawned_process_reads_stdin_until_closed(fake_phone):
+    t = AdbTransport(fake_phone.serial)
+    props = t.properties()
+    assert props["ro.product.cpu.abi"] == "arm64-v8a" and props["ro.build.version.sdk"] == "34"
+    proc = t.spawn(["sh", "-c", "echo ready; cat >/dev/null; echo released"])
+    assert proc.readline(10) == "ready"
+    assert proc.alive()
+    proc.close()
+    assert not proc.alive()

@@ -1,0 +1,158 @@
+"""Native mode (no Python on the phone) over the adb transport, against STAND-INS.
+
+No phone can run here and no wheel ships LiteRT's ``benchmark_model`` for this machine, so:
+the phone is ``tests/android/fake_adb.py`` over a folder with a sysfs-shaped battery/thermal/
+cpufreq tree of known values; ``benchmark_model`` is a stand-in executable that records its
+arguments, runs for a moment (so the battery loop samples it) and prints a REAL captured output
+(fixtures/benchmark_model/, sources noted there). Everything between — pushing by hash, the
+device shell script, the battery shell loop, parsing, the result — is the real code path.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgecompress.native import NativeBench, benchmark_flags
+from edgecompress.profiles import load_profile
+from edgecompress.targets import Target
+from edgecompress.transports.adb import DEVICE_ROOT, AdbTransport
+
+from .conftest import stand_in_benchmark_model
+
+WATTS = 0.450 * 3.850          # the stand-in battery: 450 mA at 3.85 V
+
+
+@pytest.fixture
+def model(tmp_path):
+    p = tmp_path / "model.int8.tflite"
+    p.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 8)
+    return p
+
+
+def _bench(tmp_path, phone, fixture="info_percentiles_exponent.txt", *, profile="pixel-8",
+           sleep_s=0.6, exit_code=0, script=None, **target_kw):
+    binary = tmp_path / "benchmark_model"
+    binary.write_text(script or stand_in_benchmark_model(fixture, sleep_s=sleep_s, exit_code=exit_code))
+    binary.chmod(0o755)
+    target = Target(name="pixel", profile=profile, transport="adb", serial=phone.serial,
+                    mode="native", benchmark_model=str(binary), **target_kw)
+    return NativeBench(AdbTransport.from_target(target), target, load_profile(profile))
+
+
+def _argv(phone):
+    """The stand-in binary's argv, with the stand-in phone's folder mapped back to device paths."""
+    text = phone.path(f"{DEVICE_ROOT}/blobs/last_argv.json").read_text()
+    return json.loads(text.replace(str(phone.root), ""))
+
+
+def test_flags_follow_the_profile_measure_settings_and_delegate():
+    m = load_profile("galaxy-s24-snapdragon").measure
+    flags = benchmark_flags("/d/m.tflite", m, delegate="gpu", op_profiling=True)
+    assert flags[:6] == ["--graph=/d/m.tflite", "--num_threads=4", "--warmup_runs=10", "--num_runs=100",
+                         "--min_secs=2", "--max_secs=480"]
+    assert "--use_gpu=true" in flags and "--enable_op_profiling=true" in flags
+    assert "--report_peak_memory_footprint=true" in flags
+    assert "--use_nnapi=true" in benchmark_flags("g", m, delegate="nnapi")
+    assert "--use_xnnpack=false" in benchmark_flags("g", m, delegate="cpu")
+
+
+def test_native_result_from_real_capture_with_measured_battery_energy(tmp_path, fake_phone, model):
+    nb = _bench(tmp_path, fake_phone)
+    r = nb.bench(model)
+    assert r["status"] == "ok", r["error"]
+    assert r["mode"] == "native" and r["artifact"]["precision"] == "int8"
+    assert r["device"]["arch"] == "arm64-v8a" and r["device"]["os"] == "Android 14 (API 34)"
+    assert r["device"]["delegate"] == "xnnpack"        # first of pixel-8's delegates
+    lat = r["latency_ms"]
+    assert lat["mean"] == pytest.approx(1240.27) and lat["p50"] == pytest.approx(1239.807)
+    assert lat["p90"] is None and lat["p99"] is None and lat["samples"] is None
+    assert lat["p95"] == pytest.approx(1247.415) and lat["load"] == pytest.approx(5.579)
+    assert r["memory_mb"]["delta"] == pytest.approx(109.832) and r["runs"] == 50
+    assert any("p90 and p99 are null" in n for n in r["notes"])
+    assert any("samples is null" in n for n in r["notes"])
+    # the flags reached the binary, the graph was the pushed artifact
+    argv = _argv(fake_phone)
+    assert argv[0].startswith(f"--graph={DEVICE_ROOT}/blobs/") and argv[0].endswith(".tflite")
+    assert "--num_threads=4" in argv and "--use_xnnpack=true" in argv
+    # energy: the shell loop sampled the stand-in battery (-450000 uA, 3850000 uV) during the run
+    e = r["energy"]
+    assert e["method"] == "measured" and e["source"] == "android-battery"
+    assert e["avg_power_w"] == pytest.approx(WATTS, rel=0.01)
+    assert e["mj_per_inference"] == pytest.approx(WATTS * 1240.27, rel=0.01)
+    assert e["samples"] >= 3 and e["units"] == {"current": "uA", "voltage": "uV"}
+    assert e["sign_convention"] == "negative while discharging"
+    assert r["thermal"]["temp_c_before"] == pytest.approx(41.0) and r["thermal"]["throttled"] is False
+
+
+def test_vendor_units_and_sign_give_the_same_watts(tmp_path, fake_phone, model):
+    fake_phone.set_battery(current_now=450, voltage_now=3850, status="Discharging")   # mA, mV, positive
+    r = _bench(tmp_path, fake_phone).bench(model)
+    e = r["energy"]
+    assert e["units"] == {"current": "mA", "voltage": "mV"}
+    assert e["sign_convention"] == "positive while discharging"
+    assert e["avg_power_w"] == pytest.approx(WATTS, rel=0.01)
+
+
+@pytest.mark.parametrize("how", ["usb-online", "status-charging"])
+def test_energy_unavailable_while_charging(tmp_path, fake_phone, model, how):
+    if how == "usb-online":
+        fake_phone.set_power_online(usb=1, ac=0)
+    else:
+        fake_phone.set_battery(current_now=900000, voltage_now=4300000, status="Charging")
+    r = _bench(tmp_path, fake_phone, sleep_s=0.1).bench(model)
+    assert r["status"] == "ok"
+    assert r["energy"]["method"] == "unavailable" and r["energy"]["avg_power_w"] is None
+    assert ("usb online = 1" in r["energy"]["reason"]) if how == "usb-online" else \
+        ("'Charging'" in r["energy"]["reason"])
+    assert r["latency_ms"]["mean"] == pytest.approx(1240.27)       # latency still measured
+
+
+def test_throttling_flagged_from_cpu_frequency_caps(tmp_path, fake_phone, model):
+    fake_phone.set_cpufreq([(1704000, 1704000, 1704000)] * 4 + [(1180000, 1180000, 2367000)] * 4)
+    fake_phone.set_thermal([("cpu-1-0-usr", 78500), ("battery", 36000)])
+    r = _bench(tmp_path, fake_phone, "info_peak_memory.txt", sleep_s=0.1).bench(model)
+    th = r["thermal"]
+    assert th["throttled"] is True and th["temp_c_before"] == pytest.approx(78.5)
+    assert any("cpu4 capped at 1180000 kHz of 2367000 kHz (50 %)" in d for d in th["throttle_detail"])
+    assert r["memory_mb"]["peak_rss"] == pytest.approx(93.2383)
+
+
+def test_pushes_by_hash_once_and_old_format_with_op_profiling(tmp_path, fake_phone, model):
+    nb = _bench(tmp_path, fake_phone, "old_plain_op_profiling.txt", sleep_s=0.1)
+    first = nb.bench(model, op_profiling=True, delegate="cpu")
+    sent = nb.bytes_sent
+    assert sent == model.stat().st_size + nb.binary.stat().st_size
+    second = nb.bench(model, op_profiling=True, delegate="cpu")
+    assert nb.bytes_sent == sent                        # nothing sent twice
+    assert first["latency_ms"]["mean"] == second["latency_ms"]["mean"] == pytest.approx(394.183)
+    assert first["latency_ms"]["p50"] is None
+    assert any("prints no percentiles" in n for n in first["notes"])
+    assert first["op_profile"][0] == {"node_type": "CONV_2D", "count": 15, "avg_ms": 322.055, "percent": 81.73,
+                                      "cdf_percent": 81.73, "mem_kb": 0.0, "times_called": 15}
+    assert "--enable_op_profiling=true" in _argv(fake_phone) and "--use_xnnpack=false" in _argv(fake_phone)
+    blobs = sorted(p.name for p in fake_phone.path(f"{DEVICE_ROOT}/blobs").iterdir())
+    assert len([b for b in blobs if b.endswith(".tflite")]) == 1 and not [b for b in blobs if ".part" in b]
+
+
+def test_failures_become_failed_results(tmp_path, fake_phone, model):
+    crash = "#!/bin/sh\necho 'INFO: STARTING!'\necho 'ERROR: Failed to load model' >&2\nexit 1\n"
+    r = _bench(tmp_path, fake_phone, script=crash).bench(model)
+    assert r["status"] == "failed" and "Failed to load model" in r["error"]
+    onnx = tmp_path / "model.fp32.onnx"
+    onnx.write_bytes(b"onnx")
+    r = _bench(tmp_path, fake_phone).bench(onnx)
+    assert r["status"] == "failed" and "runs .tflite files" in r["error"]
+
+
+def test_older_binary_without_peak_memory_flag_is_rerun_without_it(tmp_path, fake_phone, model):
+    from .conftest import capture
+
+    picky = (f"#!/bin/sh\nfor a in \"$@\"; do case $a in --report_peak_memory_footprint*) "
+             f"echo 'Unconsumed cmdline flags: --report_peak_memory_footprint=true'; exit 1;; esac; done\n"
+             f"cat <<'EOF'\n{capture('mid_plain_peak_op_profiling.txt')}EOF\n")
+    r = _bench(tmp_path, fake_phone, script=picky).bench(model)
+    assert r["status"] == "ok", r["error"]
+    assert r["latency_ms"]["mean"] == pytest.approx(11.0404)
+    assert "--report_peak_memory_footprint=true" not in r["command"]
+    assert any("does not know --report_peak_memory_footprint" in n for n in r["notes"])
