@@ -1,0 +1,354 @@
+"""The on-device runner: measure one artifact, describe the device, hold the device lock.
+
+Runs with the standard library, numpy and one runtime only; shipped as one zipapp file
+(``runner-<sha256>.pyz``). Protocol (version 1)::
+
+    python3 runner.pyz bench --model PATH [--runs N] [--warmup N] [--min-seconds S]
+        [--threads T] [--cooldown S] [--inputs IN.npy|.npz --outputs OUT.npy]
+        [--layout NCHW|NHWC] [--input-layout NCHW|NHWC]
+        [--energy auto|rapl|pi5-pmic|android-battery|jetson-ina|command|none]
+        [--energy-command CMD] [--energy-interval S] [--idle-seconds S]
+        [--sysfs-root DIR] [--idle-w W --load-w W]
+
+  stdout: ONE JSON document (nothing else is ever printed there)::
+
+    {"protocol": 1, "status": "ok"|"failed", "error": null|"...", "step": "...",
+     "artifact": {"path", "format", "size_bytes"},
+     "device": {"arch", "os", "python", "runtime", "threads", "cpu_count"},
+     "latency_ms": {"import", "load", "first", "mean", "p50", "p90", "p99", "std", "min", "max", "samples": [...]},
+     "memory_mb": {"baseline_rss", "peak_rss", "delta"},
+     "energy": {"method": "measured"|"estimated"|"unavailable", "source", "avg_power_w",
+                "idle_power_w", "mj_per_inference", ...},
+     "thermal": {"temp_c_before", "temp_c_after", "freq_mhz_before", "freq_mhz_after",
+                 "throttled", "throttle_flags", "throttled_raw"},
+     "runs": N, "warmup": N, "inputs": [{"name", "shape", "dtype", ...}], "outputs_written": bool}
+
+  Exit status 0 when status is "ok", 1 when "failed" (the JSON still says why and at which
+  step), 2 for bad arguments. stderr carries ``step: NAME`` progress lines, so a host that
+  times the command out can name the step it was in.
+
+  Order of a run: baseline RSS -> thermal before -> import the runtime (timed) -> load (timed) ->
+  first inference (timed) -> warm-up -> cooldown sleep -> idle power for --idle-seconds
+  (meters only) -> at least --runs inferences AND at least --min-seconds, each timed with
+  perf_counter, raw samples kept -> thermal after -> peak RSS (VmHWM) -> outputs for the
+  given inputs (float32 in the source layout; transposed and (de)quantized here).
+  Energy per inference = (energy during the runs - idle power x their duration) / runs.
+  Without a meter it is "estimated" from --idle-w/--load-w, or "unavailable".
+
+    python3 runner.pyz facts [--sysfs-root DIR] [--path DIR]
+  stdout: {"arch", "os", "kernel", "python", "numpy", "runtimes": {name: version|null},
+           "free_disk_mb", "cpu_count", "memory_mb", "energy_meters": [...],
+           "thermal_zones": [...], "cpu_freq_paths": [...], "vcgencmd": bool}
+
+    python3 runner.pyz lock --path FILE --owner TEXT [--timeout S]
+  Takes an exclusive flock on FILE and prints ``locked`` (or ``recovered OWNER`` first when
+  the previous holder died without releasing it); while another process holds it, prints
+  ``waiting OWNER`` once and retries until --timeout, then prints ``timeout OWNER`` and exits 3.
+  Holds the lock until its stdin ends (the host closed the session or died), then releases it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+from . import meters as meters_mod
+from . import stats, thermal
+
+PROTOCOL = 1
+RUNTIME_DISTS = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow")
+RUNTIME_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime",
+                   "onnxruntime": "onnxruntime", "tensorflow": "tensorflow"}
+
+
+def _status_kb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib import metadata
+    import importlib.util
+
+    module = RUNTIME_MODULES.get(dist, dist)
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _step(name: str) -> None:
+    print(f"step: {name}", file=sys.stderr, flush=True)
+
+
+# -- bench ------------------------------------------------------------------------------
+def bench(a) -> dict:
+    doc: dict = {"protocol": PROTOCOL, "status": "failed", "error": None, "step": "start",
+                 "artifact": {"path": a.model, "format": os.path.splitext(a.model)[1].lstrip("."),
+                              "size_bytes": os.path.getsize(a.model) if os.path.exists(a.model) else None}}
+    try:
+        _bench(a, doc)
+        doc["status"], doc["step"] = "ok", "done"
+    except Exception as e:  # noqa: BLE001 - any failure is reported in the JSON with its step
+        doc["error"] = f"{doc['step']}: {type(e).__name__}: {e}"
+    return doc
+
+
+def _bench(a, doc: dict) -> None:
+    import numpy as np
+
+    from . import runtimes
+
+    def step(name):
+        doc["step"] = name
+        _step(name)
+
+    baseline = _status_kb("VmRSS")
+    root = a.sysfs_root
+    step("thermal")
+    before = thermal.snapshot(root)
+    step("load")
+    if not os.path.exists(a.model):
+        raise FileNotFoundError(f"no artifact at {a.model}")
+    import_s = runtimes.import_runtime(a.model)
+    model, load_s = runtimes.load(a.model, a.threads, a.layout)
+    doc["device"] = {"arch": platform.machine(), "os": _os_name(), "python": platform.python_version(),
+                     "runtime": model.runtime, "threads": a.threads, "cpu_count": os.cpu_count()}
+    doc["inputs"] = [t.to_dict() for t in model.inputs]
+    step("first")
+    model.feed(model.random_inputs())
+    t0 = time.perf_counter()
+    model.invoke()
+    first_s = time.perf_counter() - t0
+    step("warmup")
+    for _ in range(max(0, a.warmup - 1)):
+        model.invoke()
+    if a.cooldown > 0:
+        step("cooldown")
+        time.sleep(a.cooldown)
+
+    note = None
+    meter = None
+    try:
+        meter = meters_mod.open_meter(a.energy, root, a.energy_command)
+    except meters_mod.MeterError as e:
+        note = f"energy meter {a.energy!r} unavailable: {e}"
+    idle_w = None
+    if meter is not None and a.idle_seconds > 0:
+        step("idle")
+        rec = meters_mod.Recorder(meter, a.energy_interval)
+        rec.start()
+        time.sleep(a.idle_seconds)
+        j, s, _ = rec.stop()
+        idle_w = j / s if s > 0 else None
+
+    step("measure")
+    rec = meters_mod.Recorder(meter, a.energy_interval) if meter is not None else None
+    invoke, pc = model.invoke, time.perf_counter
+    samples = []
+    append = samples.append
+    if rec:
+        rec.start()
+    start = pc()
+    n, runs, min_s = 0, a.runs, a.min_seconds
+    while n < runs or pc() - start < min_s:
+        t0 = pc()
+        invoke()
+        append(pc() - t0)
+        n += 1
+    run_j, run_s = (rec.stop()[:2]) if rec else (0.0, 0.0)
+
+    step("thermal")
+    after = thermal.snapshot(root)
+    peak = _status_kb("VmHWM")
+    ms = [s * 1000.0 for s in samples]
+    doc["latency_ms"] = {"import": import_s * 1000.0, "load": load_s * 1000.0, "first": first_s * 1000.0, **stats.summarize(ms),
+                         "samples": ms}
+    doc["runs"], doc["warmup"] = n, a.warmup
+    doc["memory_mb"] = {"baseline_rss": baseline, "peak_rss": peak,
+                        "delta": (peak - baseline) if peak is not None and baseline is not None else None}
+    doc["energy"] = meters_mod.energy_block(meter, load_j=run_j, load_s=run_s, idle_w=idle_w, n=n,
+                                            mean_latency_s=doc["latency_ms"]["mean"] / 1000.0,
+                                            model_idle_w=a.idle_w, model_load_w=a.load_w, note=note)
+    doc["thermal"] = thermal.report(before, after)
+    doc["outputs_written"] = False
+    if a.inputs:
+        step("outputs")
+        _outputs(model, a, np)
+        doc["outputs_written"] = True
+
+
+def _outputs(model, a, np) -> None:
+    data = np.load(a.inputs)
+    if hasattr(data, "files"):  # .npz: one array per input name (or x)
+        arrays = [data[t.name] if t.name in data.files else data[data.files[i]] for i, t in enumerate(model.inputs)]
+    else:
+        if len(model.inputs) != 1:
+            raise ValueError(f"model has {len(model.inputs)} inputs; give an .npz with one array per input name")
+        arrays = [data]
+    batch = model.inputs[0].shape[0]
+    n = len(arrays[0])
+    if n % batch:
+        raise ValueError(f"{n} input samples do not split into the model's batch of {batch}")
+    perms = [model.perm_for(x[:batch], t, a.input_layout) for x, t in zip(arrays, model.inputs)]
+    chunks = []
+    for i in range(0, n, batch):
+        model.feed([model.adapt(x[i:i + batch], t, p) for x, t, p in zip(arrays, model.inputs, perms)])
+        model.invoke()
+        y = model.results()[0]
+        chunks.append(np.array(model.restore(y, model.outputs[0], perms[0]), dtype=np.float32))
+    out = np.concatenate(chunks)
+    tmp = a.outputs + ".part.npy"
+    np.save(tmp, out)
+    os.replace(tmp, a.outputs)
+
+
+# -- facts ------------------------------------------------------------------------------
+def facts(a) -> dict:
+    mem = None
+    try:
+        with open(os.path.join(a.sysfs_root, "proc/meminfo")) as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    path = os.path.expanduser(a.path)
+    while not os.path.exists(path) and path not in ("/", ""):
+        path = os.path.dirname(path)
+    return {"protocol": PROTOCOL, "arch": platform.machine(), "os": _os_name(), "kernel": platform.release(),
+            "python": platform.python_version(), "python_executable": sys.executable,
+            "numpy": _dist_version("numpy"),
+            "runtimes": {d: _dist_version(d) for d in RUNTIME_DISTS},
+            "free_disk_mb": shutil.disk_usage(path or "/").free // (1 << 20), "cpu_count": os.cpu_count(),
+            "memory_mb": mem, "energy_meters": meters_mod.available(a.sysfs_root),
+            "thermal_zones": thermal.thermal_zones(a.sysfs_root),
+            "cpu_freq_paths": thermal.cpu_freq_paths(a.sysfs_root),
+            "vcgencmd": shutil.which("vcgencmd") is not None}
+
+
+# -- lock -------------------------------------------------------------------------------
+def lock(a) -> int:
+    import fcntl
+
+    os.makedirs(os.path.dirname(os.path.abspath(a.path)), exist_ok=True)
+    owner_file = a.path + ".owner"
+    fd = os.open(a.path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + a.timeout
+    said_waiting = False
+
+    def owner() -> str:
+        try:
+            with open(owner_file) as f:
+                return f.read().strip()
+        except OSError:
+            return "(unknown owner)"
+
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not said_waiting:
+                print(f"waiting {owner()}", flush=True)
+                said_waiting = True
+            if time.monotonic() > deadline:
+                print(f"timeout {owner()}", flush=True)
+                return 3
+            time.sleep(0.1)
+    previous = owner()
+    if os.path.exists(owner_file) and "released" not in previous:
+        print(f"recovered {previous}", flush=True)
+    info = json.dumps({"owner": a.owner, "device_pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    with open(owner_file + ".tmp", "w") as f:
+        f.write(info)
+    os.replace(owner_file + ".tmp", owner_file)
+    print("locked", flush=True)
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    finally:
+        with open(owner_file + ".tmp", "w") as f:
+            f.write(json.dumps({"released": True, "last_owner": a.owner}))
+        os.replace(owner_file + ".tmp", owner_file)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    return 0
+
+
+# -- command line -----------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="runner.pyz", description="edgecompress on-device runner")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bench")
+    b.add_argument("--model", required=True)
+    b.add_argument("--runs", type=int, default=100)
+    b.add_argument("--warmup", type=int, default=10)
+    b.add_argument("--min-seconds", type=float, default=2.0)
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--cooldown", type=float, default=0.0)
+    b.add_argument("--inputs")
+    b.add_argument("--outputs")
+    b.add_argument("--layout", choices=["NCHW", "NHWC"])
+    b.add_argument("--input-layout", choices=["NCHW", "NHWC"], default="NCHW")
+    b.add_argument("--energy", default="auto", choices=["auto", "none", *meters_mod.METERS])
+    b.add_argument("--energy-command")
+    b.add_argument("--energy-interval", type=float, default=0.1)
+    b.add_argument("--idle-seconds", type=float, default=1.0)
+    b.add_argument("--sysfs-root", default="/")
+    b.add_argument("--idle-w", type=float)
+    b.add_argument("--load-w", type=float)
+    f = sub.add_parser("facts")
+    f.add_argument("--sysfs-root", default="/")
+    f.add_argument("--path", default="~")
+    lk = sub.add_parser("lock")
+    lk.add_argument("--path", required=True)
+    lk.add_argument("--owner", required=True)
+    lk.add_argument("--timeout", type=float, default=600.0)
+    return p
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    if a.cmd == "lock":
+        return lock(a)
+    # runtimes may print to stdout; keep it for our JSON alone
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    if a.cmd == "facts":
+        doc = facts(a)
+    else:
+        if a.inputs and not a.outputs:
+            parser().error("--inputs needs --outputs")
+        if a.runs < 1 or a.threads < 1 or a.warmup < 0 or a.min_seconds < 0:
+            parser().error("--runs and --threads must be >= 1, --warmup and --min-seconds >= 0")
+        doc = bench(a)
+    out.write(json.dumps(doc) + "\n")
+    out.flush()
+    return 0 if doc.get("status", "ok") == "ok" else 1

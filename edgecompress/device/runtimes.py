@@ -1,0 +1,215 @@
+"""Load a .tflite or .onnx artifact with whichever runtime the device has; adapt inputs.
+
+TFLite: ``ai_edge_litert`` -> ``tflite_runtime`` -> ``tensorflow.lite`` (last, heavy).
+ONNX: ``onnxruntime`` (CPU provider). numpy is imported here (not by ``facts``).
+
+Inputs given by the host are float32 in the *source* layout (NCHW for torch/ONNX models).
+:meth:`Model.adapt` transposes them when the artifact's input shape is their NHWC (or NCHW)
+transpose — decided by shapes, with ``--input-layout``/``--layout`` breaking ties — and
+quantizes them for int8/uint8 inputs with the model's own scale/zero-point; outputs are
+dequantized the same way and transposed back.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from importlib import metadata
+from typing import Optional
+
+import numpy as np
+
+TFLITE_RUNTIMES = (("ai-edge-litert", "ai_edge_litert.interpreter"),
+                   ("tflite-runtime", "tflite_runtime.interpreter"),
+                   ("tensorflow", "tensorflow.lite"))
+ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+             "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
+             "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+
+
+class RuntimeMissing(Exception):
+    """No runtime for this artifact's format is installed on the device."""
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+class Tensor:
+    def __init__(self, name: str, shape, dtype, scale: float = 0.0, zero_point: int = 0, index: int = 0):
+        self.name = name
+        self.shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape]
+        self.dtype = np.dtype(dtype)
+        self.scale, self.zero_point, self.index = float(scale), int(zero_point), index
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype.kind in "iu" and self.scale > 0
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "shape": self.shape, "dtype": self.dtype.name}
+        if self.quantized:
+            d.update(scale=self.scale, zero_point=self.zero_point)
+        return d
+
+
+class Model:
+    """One loaded artifact. ``invoke()`` is the timed call; ``feed()`` sets inputs."""
+
+    runtime = "?"
+    inputs: list[Tensor]
+    outputs: list[Tensor]
+    layout = "NCHW"
+
+    def feed(self, arrays: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def invoke(self) -> None:
+        raise NotImplementedError
+
+    def results(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    # -- inputs ---------------------------------------------------------------------
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for t in self.inputs:
+            if t.dtype.kind in "iu":
+                info = np.iinfo(t.dtype)
+                out.append(rng.integers(max(info.min, -128), min(info.max, 127) + 1, t.shape).astype(t.dtype))
+            elif t.dtype.kind == "b":
+                out.append(rng.integers(0, 2, t.shape).astype(bool))
+            else:
+                out.append(rng.random(t.shape, dtype=np.float32).astype(t.dtype))
+        return out
+
+    def perm_for(self, x: np.ndarray, t: Tensor, input_layout: str) -> Optional[tuple]:
+        """The axes permutation that makes ``x`` (batch chunk) fit ``t``; None = as is."""
+        want = tuple(t.shape[1:])
+        same = tuple(x.shape[1:]) == want
+        if x.ndim == 4:
+            to_nhwc, to_nchw = (0, 2, 3, 1), (0, 3, 1, 2)
+            if tuple(x.transpose(to_nhwc).shape[1:]) == want and (not same or (input_layout == "NCHW"
+                                                                          and self.layout == "NHWC")):
+                return to_nhwc
+            if tuple(x.transpose(to_nchw).shape[1:]) == want and (not same or (input_layout == "NHWC"
+                                                                          and self.layout == "NCHW")):
+                return to_nchw
+        if same:
+            return None
+        raise ValueError(f"input {t.name!r}: data of shape {list(x.shape)} does not fit the model's input "
+                         f"{t.shape} (neither as is nor NCHW<->NHWC transposed)")
+
+    def adapt(self, x: np.ndarray, t: Tensor, perm: Optional[tuple]) -> np.ndarray:
+        if perm:
+            x = x.transpose(perm)
+        if t.quantized and x.dtype.kind == "f":
+            info = np.iinfo(t.dtype)
+            x = np.clip(np.round(x / t.scale + t.zero_point), info.min, info.max)
+        elif t.dtype.kind in "iu" and x.dtype.kind == "f":
+            raise ValueError(f"input {t.name!r} is {t.dtype.name} without quantization parameters; "
+                             f"give {t.dtype.name} data instead of float")
+        return np.ascontiguousarray(x, dtype=t.dtype)
+
+    def restore(self, y: np.ndarray, t: Tensor, perm: Optional[tuple]) -> np.ndarray:
+        if t.quantized:
+            y = (y.astype(np.float32) - t.zero_point) * t.scale
+        if perm and y.ndim == 4:
+            y = y.transpose(np.argsort(perm))
+        return y
+
+
+class TFLiteModel(Model):
+    layout = "NHWC"
+
+    def __init__(self, path: str, threads: int):
+        last = None
+        for dist, module in TFLITE_RUNTIMES:
+            try:
+                mod = importlib.import_module(module)
+                self.runtime = f"{dist} {_version(dist)}"
+                break
+            except ImportError as e:
+                last = e
+        else:
+            raise RuntimeMissing(f"no TFLite runtime: install ai-edge-litert (or tflite-runtime); last error: {last}")
+        self.interp = mod.Interpreter(model_path=path, num_threads=threads)
+        self.interp.allocate_tensors()
+        self.inputs = [Tensor(d["name"], d["shape"], d["dtype"], *d["quantization"], index=d["index"])
+                       for d in self.interp.get_input_details()]
+        self.outputs = [Tensor(d["name"], d["shape"], d["dtype"], *d["quantization"], index=d["index"])
+                        for d in self.interp.get_output_details()]
+
+    def feed(self, arrays):
+        for t, a in zip(self.inputs, arrays):
+            self.interp.set_tensor(t.index, a)
+
+    def invoke(self):
+        self.interp.invoke()
+
+    def results(self):
+        return [self.interp.get_tensor(t.index) for t in self.outputs]
+
+
+class OnnxModel(Model):
+    layout = "NCHW"
+
+    def __init__(self, path: str, threads: int):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise RuntimeMissing(f"no ONNX runtime: install onnxruntime ({e})") from e
+        self.runtime = f"onnxruntime {ort.__version__}"
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+        self.inputs = [Tensor(i.name, i.shape, ORT_TYPES.get(i.type, np.float32)) for i in self.sess.get_inputs()]
+        self.outputs = [Tensor(o.name, o.shape, ORT_TYPES.get(o.type, np.float32)) for o in self.sess.get_outputs()]
+        self._feed: dict = {}
+        self._out: list = []
+
+    def feed(self, arrays):
+        self._feed = {t.name: a for t, a in zip(self.inputs, arrays)}
+
+    def invoke(self):
+        self._out = self.sess.run(None, self._feed)
+
+    def results(self):
+        return self._out
+
+
+def import_runtime(path: str) -> float:
+    """Import the runtime for this artifact (so load time is the model's alone); seconds taken."""
+    start = time.perf_counter()
+    ext = os.path.splitext(path)[1].lower()
+    names = [m for _, m in TFLITE_RUNTIMES] if ext == ".tflite" else ["onnxruntime"]
+    for name in names:
+        try:
+            importlib.import_module(name)
+            break
+        except ImportError:
+            continue
+    return time.perf_counter() - start
+
+
+def load(path: str, threads: int, layout: Optional[str] = None) -> tuple[Model, float]:
+    """(model, load seconds) for a .tflite or .onnx file."""
+    ext = os.path.splitext(path)[1].lower()
+    start = time.perf_counter()
+    if ext == ".tflite":
+        model: Model = TFLiteModel(path, threads)
+    elif ext == ".onnx":
+        model = OnnxModel(path, threads)
+    else:
+        raise ValueError(f"{path}: unknown artifact format {ext!r}; valid: .onnx, .tflite")
+    seconds = time.perf_counter() - start
+    if layout:
+        model.layout = layout
+    return model, seconds
