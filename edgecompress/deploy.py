@@ -132,11 +132,12 @@ class DeviceSession:
     """One connection to one target: runner installed, device lock held. Use ``with``."""
 
     def __init__(self, target: Union[str, Target], *, targets_file=None, trust_new_host: bool = False,
-                 lock_timeout_s: float = 600, step_timeout_s: float = STEP_TIMEOUT_S):
+                 lock_timeout_s: float = 600, step_timeout_s: float = STEP_TIMEOUT_S, lock: bool = True):
         self.target = load_target(target, targets_file)
         self.profile = load_profile(self.target.profile)
         self.trust_new_host = trust_new_host
         self.lock_timeout_s = lock_timeout_s
+        self.take_lock = lock
         self.step_timeout_s = step_timeout_s
         self.transport = None
         self.workdir = ""
@@ -169,7 +170,8 @@ class DeviceSession:
             runner = build_runner()
             self.sync([runner])
             self.runner = self._blob_path(runner)
-            self._acquire_lock()
+            if self.take_lock:
+                self._acquire_lock()
         except BaseException:
             self.close()
             raise

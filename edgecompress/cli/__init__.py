@@ -19,6 +19,9 @@ COMMANDS = [
     "profiles_cmd",
     "compare_cmd",
     "compress_cmd",
+    "targets_cmd",
+    "bench_cmd",
+    "lab_cmd",
 ]
 
 

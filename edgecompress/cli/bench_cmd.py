@@ -1,0 +1,53 @@
+"""``edgecompress bench ARTIFACT|MANIFEST... --target NAME [--targets FILE] [--runs N] ...``"""
+from __future__ import annotations
+
+from .common import add_targets_file_arg, print_json, table
+
+
+def add(sub) -> None:
+    p = sub.add_parser("bench", help="deploy artifacts to a target and measure them there")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT|MANIFEST",
+                   help=".onnx/.tflite files, manifest.json files or folders holding one (all ok artifacts)")
+    p.add_argument("--target", required=True, help="target name ('local' is this machine)")
+    add_targets_file_arg(p)
+    p.add_argument("--runs", type=int, help="at least this many timed inferences (profile's measure.runs)")
+    p.add_argument("--warmup", type=int, help="untimed inferences first (profile's measure.warmup)")
+    p.add_argument("--threads", type=int, help="runtime threads (profile's measure.threads)")
+    p.add_argument("--min-seconds", type=float, help="time the runs for at least this long")
+    p.add_argument("--trust-new-host", action="store_true",
+                   help="trust and record an unknown host key (a changed key is always refused)")
+    p.add_argument("--json", action="store_true", help="print the list of benchmark results as JSON")
+    p.set_defaults(func=_bench)
+
+
+def _num(v, fmt="{:.3f}"):
+    return "" if v is None else fmt.format(v)
+
+
+def _bench(args) -> int:
+    from ..deploy import benchmark
+    from ..errors import UsageError
+
+    for name, v in (("--runs", args.runs), ("--threads", args.threads)):
+        if v is not None and v < 1:
+            raise UsageError(f"{name} must be >= 1, got {v}")
+    if args.warmup is not None and args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+    results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
+                        warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
+                        trust_new_host=args.trust_new_host)
+    failed = [r for r in results if r["status"] != "ok"]
+    if args.json:
+        print_json(results)
+        return 1 if failed else 0
+    rows = []
+    for r in results:
+        a = r["artifact"] or {}
+        lat, mem, en = r.get("latency_ms") or {}, r.get("memory_mb") or {}, r.get("energy") or {}
+        energy = "" if en.get("mj_per_inference") is None else f"{en['mj_per_inference']:.3f} ({en['method']})"
+        rows.append((f"{a.get('precision') or '?'}.{a.get('format')}", r["status"], _num(lat.get("p50")),
+                     _num(lat.get("mean")), _num(lat.get("p90")), r.get("runs") or "", _num(mem.get("peak_rss"), "{:.1f}"),
+                     energy, (r.get("error") or "")[:90]))
+    print(f"target {args.target}")
+    print(table(["artifact", "status", "p50_ms", "mean_ms", "p90_ms", "runs", "peak_mb", "mJ/inference", "error"], rows))
+    return 1 if failed else 0

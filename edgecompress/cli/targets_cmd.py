@@ -1,0 +1,99 @@
+"""``edgecompress targets list|check NAME... [--targets FILE] [--trust-new-host] [--json]``"""
+from __future__ import annotations
+
+from .common import add_targets_file_arg, print_json, table
+
+
+def add(sub) -> None:
+    p = sub.add_parser("targets", help="list target devices and check what they have")
+    psub = p.add_subparsers(dest="action", metavar="ACTION")
+    psub.required = True
+    lst = psub.add_parser("list", help="targets of the inventory (plus the built-in 'local')")
+    add_targets_file_arg(lst)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=_list)
+    chk = psub.add_parser("check", help="connect and report arch, OS, Python, runtimes, disk, meters, sensors")
+    chk.add_argument("names", nargs="+", metavar="NAME")
+    add_targets_file_arg(chk)
+    chk.add_argument("--trust-new-host", action="store_true",
+                     help="trust and record an unknown host key (a changed key is always refused)")
+    chk.add_argument("--json", action="store_true")
+    chk.set_defaults(func=_check)
+
+
+def _list(args) -> int:
+    from ..targets import load_targets
+
+    targets = load_targets(args.targets_file)
+    if args.json:
+        print_json([t.model_dump() for t in targets.values()])
+        return 0
+    rows = [(t.name, t.profile, t.transport, t.host or t.serial or "(this machine)", t.workdir)
+            for t in targets.values()]
+    print(table(["name", "profile", "transport", "where", "workdir"], rows))
+    return 0
+
+
+def advice(facts: dict, profile) -> list[str]:
+    """What to install or set on the device, from its facts and the profile's runtimes."""
+    tips = []
+    rt = facts.get("runtimes", {})
+    if not facts.get("numpy"):
+        tips.append("numpy is missing: pip install numpy")
+    if "tflite" in profile.runtimes and not (rt.get("ai-edge-litert") or rt.get("tflite-runtime")
+                                              or rt.get("tensorflow")):
+        tips.append("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on older OS images)")
+    if "onnxruntime" in profile.runtimes and not rt.get("onnxruntime"):
+        tips.append("no ONNX runtime: pip install onnxruntime")
+    if not facts.get("energy_meters"):
+        tips.append("no energy meter found: energy will be 'estimated' from the profile's power model; "
+                    "for measured energy use RAPL (make energy_uj readable), a Pi 5 (vcgencmd), a Jetson "
+                    "(INA3221) or an external meter (target 'energy: command' + 'energy_command')")
+    if (facts.get("free_disk_mb") or 0) < 200:
+        tips.append(f"only {facts.get('free_disk_mb')} MB free in the work folder")
+    return tips
+
+
+def _runtime_text(rt: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in rt.items() if v) or "none"
+
+
+def _check(args) -> int:
+    from ..deploy import DeviceSession
+    from ..errors import EdgeCompressError
+    from ..targets import load_target
+
+    reports, code = [], 0
+    for name in args.names:
+        target = load_target(name, args.targets_file)
+        rep = {"target": name, "ok": False, "error": None, "facts": None, "advice": []}
+        try:
+            with DeviceSession(target, trust_new_host=args.trust_new_host, lock=False) as s:
+                facts = s.facts()
+            rep["facts"], rep["advice"] = facts, advice(facts, s.profile)
+            missing = [a for a in rep["advice"] if "missing" in a or a.startswith("no TFLite") or a.startswith("no ONNX")]
+            rep["ok"] = not missing
+        except EdgeCompressError as e:
+            rep["error"] = str(e)
+        code = code or (0 if rep["ok"] else 1)
+        reports.append(rep)
+    if args.json:
+        print_json(reports)
+        return code
+    for rep in reports:
+        f = rep["facts"]
+        print(f"{rep['target']}: {'ok' if rep['ok'] else 'NOT READY'}")
+        if rep["error"]:
+            print(f"  error: {rep['error']}")
+        if f:
+            zones = ", ".join(f"{z['type'] or z['zone']} {z['temp_c']:.0f}°C" for z in f["thermal_zones"]) or "none"
+            print(f"  arch {f['arch']}, {f['os']}, kernel {f['kernel']}, {f['cpu_count']} CPUs, "
+                  f"{f['memory_mb']} MB RAM")
+            print(f"  python {f['python']}, numpy {f['numpy'] or 'MISSING'}")
+            print(f"  runtimes: {_runtime_text(f['runtimes'])}")
+            print(f"  free disk: {f['free_disk_mb']} MB")
+            print(f"  energy meters: {', '.join(f['energy_meters']) or 'none'}; thermal: {zones}; "
+                  f"cpufreq: {len(f['cpu_freq_paths'])} CPUs; vcgencmd: {'yes' if f['vcgencmd'] else 'no'}")
+        for tip in rep["advice"]:
+            print(f"  - {tip}")
+    return code
