@@ -320,3 +320,83 @@ def _text(b) -> str:
     if b is None:
         return ""
     return b.decode("utf-8", "replace") if isinstance(b, (bytes, bytearray)) else str(b)
+
+
+# -- `targets check` ------------------------------------------------------------------------------
+_ELF_MACHINES = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
+
+
+def binary_abi(path: Path) -> Optional[str]:
+    """The Android ABI an ELF executable is built for (``None`` if it is not ELF)."""
+    try:
+        head = Path(path).read_bytes()[:20]
+    except OSError:
+        return None
+    if head[:4] != b"\x7fELF" or len(head) < 20:
+        return None
+    order = "little" if head[5] == 1 else "big"
+    return _ELF_MACHINES.get(int.from_bytes(head[18:20], order), f"ELF machine {int.from_bytes(head[18:20], order)}")
+
+
+def describe_attached(adb: Optional[str] = None) -> list[dict]:
+    """Every attached device with its ABI, Android version and model (for ``targets check``)."""
+    out = []
+    for dev in list_devices(adb):
+        row = {"serial": dev["serial"], "state": dev["state"], "model": dev.get("model")}
+        if dev["state"] == "device":
+            try:
+                props = AdbTransport(dev["serial"], adb=adb).properties()
+                row.update(abi=props.get("ro.product.cpu.abi"), android=props.get("ro.build.version.release"),
+                           sdk=props.get("ro.build.version.sdk"),
+                           model=props.get("ro.product.model") or dev.get("model"))
+            except TransportError as e:
+                row["error"] = str(e)
+        else:
+            row["error"] = _hint(dev["state"])
+        out.append(row)
+    return out
+
+
+def check_target(target, *, adb: Optional[str] = None) -> dict:
+    """What an ``adb`` target is and what can run there: ABI, Android version, model, Python,
+    benchmark_model (and whether its ABI matches), delegates, energy. Raises TransportError
+    when the phone cannot be reached."""
+    from .. import android_sysfs as sysfs
+    from ..profiles import load_profile
+
+    t = AdbTransport.from_target(target, adb=adb)
+    props = t.properties()
+    abi = props.get("ro.product.cpu.abi")
+    py = t.run(["sh", "-c", f"command -v {shlex.quote(target.python)} || true"], timeout=30).stdout.strip()
+    probe = sysfs.parse_probe(t.run(["sh", "-c", sysfs.probe_script(target.sysfs_root)], timeout=30).stdout)
+    profile = load_profile(target.profile)
+    can_run, problems = [], []
+    if target.benchmark_model:
+        bm = Path(target.benchmark_model).expanduser()
+        if not bm.is_file():
+            problems.append(f"benchmark_model {bm} does not exist on this host")
+        else:
+            built = binary_abi(bm)
+            if built and abi and built != abi and not (built == "armeabi-v7a" and abi == "arm64-v8a"):
+                problems.append(f"benchmark_model {bm} is built for {built}, the phone is {abi}")
+            else:
+                can_run.append(f"native: benchmark_model runs .tflite ({', '.join(profile.delegates)} delegates)")
+    else:
+        problems.append("no `benchmark_model:` in the target: native mode needs LiteRT's benchmark_model "
+                        f"for {abi or 'the phone ABI'} (android_aarch64_benchmark_model for arm64-v8a)")
+    if py:
+        can_run.append(f"python: {py} (mode: python, the edgecompress runner)")
+    elif target.mode == "python":
+        problems.append(f"mode: python but {target.python!r} is not on the adb shell's PATH; use mode: native, "
+                        f"or reach Termux's Python over SSH (port 8022)")
+    reason = sysfs.charging_reason(probe)
+    return {
+        "name": target.name, "transport": "adb", "serial": t.serial, "abi": abi,
+        "android": props.get("ro.build.version.release"), "sdk": props.get("ro.build.version.sdk"),
+        "model": props.get("ro.product.model"), "manufacturer": props.get("ro.product.manufacturer"),
+        "soc": props.get("ro.soc.model"), "mode": target.mode, "python": py or None,
+        "delegates": list(profile.delegates), "can_run": can_run, "problems": problems,
+        "energy": "battery fuel gauge (on battery)" if reason is None else f"unavailable: {reason}",
+        "thermal_zones": len(probe["zones"]), "cpufreq_cpus": len(probe["cpus"]),
+        "ok": not problems,
+    }

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import stat
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+#: what Android's toybox/mksh give an adb shell (linked from this host into the stand-in's system/bin)
+TOYBOX = ("sh", "cat", "echo", "printf", "mkdir", "mv", "rm", "cp", "ls", "chmod", "touch", "sleep", "kill",
+          "sha256sum", "md5sum", "wc", "tr", "head", "tail", "uname", "env", "true", "false", "id", "date",
+          "basename", "dirname", "grep", "sed", "stat", "test", "[", "expr", "nproc")
 FIXTURES = HERE / "fixtures" / "benchmark_model"
 
 
@@ -42,6 +46,12 @@ class FakePhone:
         self.info = {"state": "device", "root": str(self.root), "legacy_shell": False,
                      "model": "Pixel_8", "product": "shiba", "device": "shiba", **info}
         (self.root / "data/local/tmp").mkdir(parents=True, exist_ok=True)
+        system_bin = self.root / "system/bin"
+        system_bin.mkdir(parents=True, exist_ok=True)
+        for tool in TOYBOX:
+            found = shutil.which(tool)
+            if found and not (system_bin / tool).exists():
+                (system_bin / tool).symlink_to(found)
         self.props = {"ro.product.cpu.abi": "arm64-v8a", "ro.build.version.release": "14",
                       "ro.build.version.sdk": "34", "ro.product.model": "Pixel 8",
                       "ro.product.manufacturer": "Google", "ro.soc.model": "Tensor G3",

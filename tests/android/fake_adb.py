@@ -4,8 +4,9 @@
 It answers the commands edgecompress's adb transport uses, with adb's own output formats and
 exit statuses: ``[-s SERIAL] devices -l | get-state | push LOCAL REMOTE | pull REMOTE LOCAL |
 shell CMD... | version``. Each fake device is a folder (its "root") holding ``data/local/tmp/``,
-a sysfs-shaped ``sys/`` (battery, thermal zones, cpufreq: values written by the test) and ``bin/``
-(``getprop`` and whatever the test puts there, first on PATH). ``shell`` runs the command in the
+a sysfs-shaped ``sys/`` (battery, thermal zones, cpufreq: values written by the test), ``bin/``
+(``getprop`` and whatever the test puts there) and ``system/bin/`` (the toybox-like tools a phone
+has, linked from the host); PATH is just those two, so there is no Python unless a test adds one. ``shell`` runs the command in the
 host's ``/bin/sh`` with ``/data/local/tmp`` and ``/sys/`` in the command line mapped to that
 folder, and maps the folder back to device paths in the output.
 
@@ -136,7 +137,8 @@ def main(argv: list[str]) -> int:
     if cmd == "shell":
         line = " ".join(args) if args else "true"
         env = dict(os.environ)
-        env["PATH"] = os.path.join(root, "bin") + os.pathsep + env.get("PATH", "")
+        # like a phone: its own bin/ and a toybox-like system/bin, not the host's PATH (no Python)
+        env["PATH"] = os.path.join(root, "bin") + os.pathsep + os.path.join(root, "system", "bin")
         env["HOME"] = "/"
         env["ANDROID_DATA"] = "/data"
         p = subprocess.Popen(["/bin/sh", "-c", _map_cmd(line, root)], cwd=root, env=env,
