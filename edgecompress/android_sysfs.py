@@ -13,7 +13,8 @@ tests point it at a folder they write).
   appears. :func:`battery_energy` turns those samples into the DESIGN.md ``energy`` block.
 
 Units and signs (the kernel ABI says µA and µV; vendors differ): a current whose median magnitude
-is below 10 000 is taken as mA (a phone under load draws 100–3000 mA, i.e. 1e5–3e6 µA), a voltage
+is below 20 000 is taken as mA (a phone under load draws 100–3000 mA, i.e. 1e5–3e6 µA; the
+same rule as the Python runner's ``android-battery`` meter), a voltage
 below 100 as V, below 100 000 as mV. Discharge is negative on some phones (Pixel) and positive on
 others (many Samsung/Qualcomm); on battery the magnitude is what the phone draws, so the sign is
 recorded and the magnitude used. Energy is whole-phone power (screen, radios included) integrated
@@ -131,7 +132,7 @@ def parse_samples(text: str) -> list[tuple[float, int, int]]:
 def _units(samples) -> tuple[float, str, float, str]:
     cur = statistics.median(abs(s[1]) for s in samples)
     volt = statistics.median(abs(s[2]) for s in samples)
-    i_scale, i_unit = (1e-3, "mA") if 0 < cur < 10_000 else (1e-6, "uA")
+    i_scale, i_unit = (1e-3, "mA") if 0 < cur < 20_000 else (1e-6, "uA")
     if volt < 100:
         v_scale, v_unit = 1.0, "V"
     elif volt < 100_000:

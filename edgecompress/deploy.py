@@ -149,6 +149,7 @@ class DeviceSession:
         self._lock = None
         self._blobs: Optional[set[str]] = None
         self.bytes_sent = 0
+        self.native = None      # native.NativeBench when the target has `mode: native` (no Python there)
 
     # -- open / close -------------------------------------------------------------------
     def __enter__(self) -> "DeviceSession":
@@ -164,6 +165,14 @@ class DeviceSession:
         self.transport = open_transport(self.target, trust_new_host=self.trust_new_host)
         try:
             self.workdir = self.transport.expand(self.target.workdir).rstrip("/")
+            if self.target.mode == "native":            # LiteRT benchmark_model, shell only
+                from .native import NativeBench
+
+                self.native = NativeBench(self.transport, self.target, self.profile, workdir=self.workdir)
+                self.native.prepare()
+                if self.take_lock:
+                    self._acquire_lock()
+                return
             self._step("check python", [self.python, "-c", "import sys; assert sys.version_info >= (3, 8)"],
                        hint=f"install Python 3.8+ on the device or set 'python' in the target "
                             f"(now {self.python!r})")
@@ -194,8 +203,13 @@ class DeviceSession:
     def _acquire_lock(self) -> None:
         owner = (f"pid {os.getpid()} on {socket.gethostname()} (user {getpass.getuser()}) "
                  f"since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        proc = self.transport.spawn([self.python, self.runner, "lock", "--path", f"{self.workdir}/lock",
-                                     "--owner", owner, "--timeout", str(self.lock_timeout_s)])
+        if self.native is not None:
+            from .native import shell_lock_argv
+
+            proc = self.transport.spawn(shell_lock_argv(f"{self.workdir}/lock", owner, self.lock_timeout_s))
+        else:
+            proc = self.transport.spawn([self.python, self.runner, "lock", "--path", f"{self.workdir}/lock",
+                                         "--owner", owner, "--timeout", str(self.lock_timeout_s)])
         deadline = time.monotonic() + self.lock_timeout_s + self.step_timeout_s
         while True:
             line = proc.readline(timeout=max(0.1, deadline - time.monotonic()))
@@ -228,6 +242,10 @@ class DeviceSession:
 
     def sync(self, paths: list[Path]) -> dict:
         """Upload what the device lacks (by sha256). -> bytes_sent, files_sent, files_skipped."""
+        if self.native is not None:
+            stats = self.native.sync(paths)
+            self.bytes_sent += stats["bytes_sent"]
+            return stats
         stats = {"bytes_sent": 0, "files_sent": 0, "files_skipped": 0}
         if self._blobs is None:
             res = self._step("list blobs", [self.python, "-c", _LIST_PY, f"{self.workdir}/blobs"])
@@ -265,6 +283,8 @@ class DeviceSession:
 
     # -- measuring ----------------------------------------------------------------------
     def facts(self) -> dict:
+        if self.native is not None:
+            return self.native.facts()
         res = self._step("facts", [self.python, self.runner, "facts", "--sysfs-root", self.target.sysfs_root,
                                    "--path", self.workdir])
         return json.loads(res.stdout)
@@ -282,6 +302,10 @@ class DeviceSession:
             if rec.sha256 is None:
                 rec.sha256 = file_sha256(path)
             self.sync([path])
+            if self.native is not None:
+                result = self.native.bench(rec, measure=m)
+                result["artifact"] = _artifact_info(rec)
+                return result
             return self._bench(rec, path, m, p, inputs, input_layout)
         except EdgeCompressError as e:
             return failed_result(self.target.name, rec, str(e))

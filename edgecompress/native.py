@@ -85,6 +85,30 @@ def push_by_hash(transport, local: Path, remote_dir: str, *, executable: bool = 
     return remote, True
 
 
+#: the device lock without Python: a lock folder holding the holder's pid and owner text; it speaks
+#: the runner's ``lock`` protocol on stdout ("waiting OWNER", "recovered OWNER", "timeout OWNER",
+#: "locked") and holds the lock until its stdin closes. A holder whose pid is gone is recovered.
+_LOCK_SH = r"""
+L="$1.d"; OWNER="$2"; T="$3"; mkdir -p "${L%/*}"; start=$(date +%s); said=
+while ! mkdir "$L" 2>/dev/null; do
+  pid=$(cat "$L/pid" 2>/dev/null); who=$(cat "$L/owner" 2>/dev/null)
+  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then rm -rf "$L"; echo "recovered $who"; continue; fi
+  if [ $(( $(date +%s) - start )) -ge "$T" ]; then echo "timeout $who"; exit 1; fi
+  [ -z "$said" ] && echo "waiting $who" && said=1
+  sleep 1
+done
+echo $$ > "$L/pid"; printf '%s
+' "$OWNER" > "$L/owner"; echo locked
+cat > /dev/null
+rm -rf "$L"
+"""
+
+
+def shell_lock_argv(path: str, owner: str, timeout_s: float) -> list[str]:
+    """argv of the Python-free device lock helper (see ``_LOCK_SH``), for ``Transport.spawn``."""
+    return ["sh", "-c", _LOCK_SH, "ec-lock", path, owner, str(int(timeout_s))]
+
+
 def _artifact_info(artifact) -> tuple[Path, dict]:
     if isinstance(artifact, ArtifactRecord):
         return Path(artifact.path), {"sha256": artifact.sha256, "format": artifact.format,
@@ -114,6 +138,7 @@ class NativeBench:
         self.workdir = workdir or transport.expand(target.workdir)
         self.blobs = f"{self.workdir}/blobs"
         self._remote_binary: Optional[str] = None
+        self._known: dict[Path, str] = {}        # local file -> its blob, verified in this session
         self._facts: Optional[dict] = None
         self.bytes_sent = 0
 
@@ -121,10 +146,17 @@ class NativeBench:
     def prepare(self) -> str:
         """Push ``benchmark_model`` once (by hash); returns its path on the device."""
         if self._remote_binary is None:
-            self._remote_binary, sent = push_by_hash(self.transport, self.binary, self.blobs, executable=True)
-            if sent:
-                self.bytes_sent += self.binary.stat().st_size
+            self._remote_binary, _ = self._push(self.binary, executable=True)
         return self._remote_binary
+
+    def _push(self, path: Path, *, executable: bool = False) -> tuple[str, bool]:
+        path = Path(path).resolve()
+        if path in self._known:
+            return self._known[path], False
+        remote, sent = push_by_hash(self.transport, path, self.blobs, executable=executable)
+        self._known[path] = remote
+        self.bytes_sent += path.stat().st_size if sent else 0
+        return remote, sent
 
     def facts(self) -> dict[str, Any]:
         if self._facts is None:
@@ -140,6 +172,18 @@ class NativeBench:
                 "model": kv.get("model") or None,
             }
         return self._facts
+
+    def sync(self, paths) -> dict:
+        """Push files by hash (as :meth:`DeviceSession.sync`): bytes_sent, files_sent, files_skipped."""
+        stats = {"bytes_sent": 0, "files_sent": 0, "files_skipped": 0}
+        for path in dict.fromkeys(Path(p) for p in paths):
+            _, sent = self._push(path)
+            if sent:
+                stats["bytes_sent"] += path.stat().st_size
+                stats["files_sent"] += 1
+            else:
+                stats["files_skipped"] += 1
+        return stats
 
     # -- one benchmark --------------------------------------------------------------------------
     def bench(self, artifact: Path | str | ArtifactRecord, *, record: Optional[ArtifactRecord] = None, measure=None,
@@ -158,8 +202,7 @@ class NativeBench:
                     f"(use mode: python over SSH/Termux for ONNX, or build tflite artifacts)")
             art["sha256"] = art["sha256"] or sha256_file(path)
             binary = self.prepare()
-            graph, sent = push_by_hash(self.transport, path, self.blobs)
-            self.bytes_sent += path.stat().st_size if sent else 0
+            graph, _ = self._push(path)
             self._run(result, binary, graph, measure, delegate, op_profiling,
                       energy or self.target.energy or self.profile.energy.meter)
         except (EdgeCompressError, ValueError, OSError) as e:
