@@ -6,6 +6,8 @@ profiles). Exit 0 when every artifact was built, 1 when some failed, 2 for bad i
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 
@@ -39,6 +41,35 @@ def add_pass_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's C++ INFO/WARNING lines
+    with _stdout_to_stderr():        # converters print to stdout; it must carry only our result
+        manifests = _compress(args)
+    failed = any(a.status != "ok" for m in manifests.values() for a in m.artifacts)
+    if args.json:
+        docs = [m.to_dict() for m in manifests.values()]
+        print_json(docs[0] if len(docs) == 1 else docs)
+    else:
+        for m in manifests.values():
+            print(render(m))
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _compress(args) -> dict:
     from ..compress import compress_many
     from ..models import load_model, parse_shape
 
@@ -53,17 +84,9 @@ def run(args) -> int:
 
     profiles = [load_profile(p) for p in args.profile]        # bad profiles stop before any loading
     model = load_model(args.model, weights=args.weights, input_shape=shape)
-    manifests = compress_many(model, profiles, args.data, args.out, passes=list(args.passes),
-                              allow_random_calibration=args.random_calibration, cache_dir=args.cache,
-                              progress=progress)
-    failed = any(a.status != "ok" for m in manifests.values() for a in m.artifacts)
-    if args.json:
-        docs = [m.to_dict() for m in manifests.values()]
-        print_json(docs[0] if len(docs) == 1 else docs)
-    else:
-        for m in manifests.values():
-            print(render(m))
-    return 1 if failed else 0
+    return compress_many(model, profiles, args.data, args.out, passes=list(args.passes),
+                         allow_random_calibration=args.random_calibration, cache_dir=args.cache,
+                         progress=progress)
 
 
 def render(manifest) -> str:

@@ -88,24 +88,32 @@ def keras_model(width: int = 16):
     L = keras.layers
     return keras.Sequential([
         keras.Input((28, 28, 1), name="x"),
-        L.Conv2D(w, 3, padding="same"), L.BatchNormalization(), L.ReLU(), L.MaxPooling2D(),
-        L.Conv2D(2 * w, 3, padding="same"), L.BatchNormalization(), L.ReLU(), L.MaxPooling2D(),
-        L.Conv2D(4 * w, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
+        L.Conv2D(w, 3, padding="same"), L.BatchNormalization(momentum=0.9), L.ReLU(), L.MaxPooling2D(),
+        L.Conv2D(2 * w, 3, padding="same"), L.BatchNormalization(momentum=0.9), L.ReLU(), L.MaxPooling2D(),
+        L.Conv2D(4 * w, 3, padding="same"), L.BatchNormalization(momentum=0.9), L.ReLU(),
         L.GlobalAveragePooling2D(), L.Dense(N_CLASSES),
     ])
 
 
-def trained_keras(width: int = 16, epochs: int = 4, seed: int = 0):
-    """(keras model, data with x in NHWC) trained like :func:`trained_torch`."""
+def trained_keras(width: int = 16, epochs: int = 5, seed: int = 0, batch: int = 64):
+    """(keras model, data with x in NHWC) trained like :func:`trained_torch` (~95 % held-out accuracy).
+
+    Warm-up then cosine decay of the learning rate (like the PyTorch one-cycle schedule) and a
+    BatchNorm momentum of 0.9: with Keras' defaults (constant 3e-3, momentum 0.99) the moving
+    statistics trail the weights and inference-mode accuracy stays near chance.
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
     xtr, ytr, xte, yte = load_mnist(seed=seed)
-    xtr, xte = xtr.transpose(0, 2, 3, 1), xte.transpose(0, 2, 3, 1)
+    xtr = np.ascontiguousarray(xtr.transpose(0, 2, 3, 1))
+    xte = np.ascontiguousarray(xte.transpose(0, 2, 3, 1))
     model = keras_model(width)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    model.fit(xtr, ytr, epochs=epochs, batch_size=64, verbose=0)
+    steps = epochs * ((len(xtr) + batch - 1) // batch)
+    lr = keras.optimizers.schedules.CosineDecay(1e-3, steps, warmup_target=5e-3, warmup_steps=steps // 5)
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=16)
+    model.fit(xtr, ytr, epochs=epochs, batch_size=batch, verbose=0)
     return model, (xtr, ytr, xte, yte)
 
 

@@ -60,7 +60,7 @@ def _build_fp32(m, path: Path) -> None:
 
 
 def simplify(model):
-    """onnxslim (constant folding, conv-BN fusion, dead nodes) and no doc strings / node metadata."""
+    """onnxslim (constant folding, conv-BN fusion, dead nodes), then short names and no doc strings."""
     import onnxslim
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -69,6 +69,35 @@ def simplify(model):
     for node in model.graph.node:
         node.doc_string = ""
         del node.metadata_props[:]
+    return shorten_names(model)
+
+
+def shorten_names(model):
+    """Rename inner tensors and nodes ``t0, t1, ...`` / ``n0, ...`` (graph inputs and outputs keep theirs).
+
+    Exporters name tensors after framework scopes (``sequential_1/batch_normalization_5/...``);
+    in a quantized file, where every tensor gets Q/DQ companions, those names can be a tenth
+    of the bytes. Graphs with sub-graphs (If, Loop) are left as they are.
+    """
+    g = model.graph
+    if any(a.type in (5, 10) for n in g.node for a in n.attribute):   # GRAPH / GRAPHS attributes
+        return model
+    keep = {v.name for v in g.input} | {v.name for v in g.output} | {""}
+    new: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if name in keep:
+            return name
+        return new.setdefault(name, f"t{len(new)}")
+
+    for t in g.initializer:
+        t.name = short(t.name)
+    for i, node in enumerate(g.node):
+        node.name = f"n{i}"
+        node.input[:] = [short(x) for x in node.input]
+        node.output[:] = [short(x) for x in node.output]
+    for v in g.value_info:
+        v.name = short(v.name)
     return model
 
 

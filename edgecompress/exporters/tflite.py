@@ -24,7 +24,7 @@ import numpy as np
 from ..cache import tool_versions
 from ..errors import ExportError
 from .base import Built, ExportContext, Exporter
-from .onnx import export_fp32, fp32_tools
+from .onnx import _quiet, export_fp32, fp32_tools
 
 #: onnx2tf output suffix -> our precision name
 ONNX2TF_FILES = {"fp32": "float32", "fp16": "float16", "dynamic": "dynamic_range_quant",
@@ -126,6 +126,7 @@ def keras_to_tflite(ctx: ExportContext, precision: str) -> bytes:
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     try:
-        return conv.convert()
+        with _quiet("tensorflow"):
+            return conv.convert()
     except Exception as e:
         raise ExportError(f"TFLiteConverter ({precision}) failed: {type(e).__name__}: {str(e)[:500]}") from e
