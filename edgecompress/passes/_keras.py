@@ -87,9 +87,11 @@ def to_tf_keras(model):
     return seq
 
 
-def compile_classifier(model, lr: float) -> None:
+def compile_classifier(model, lr: float, steps: int = 0) -> None:
+    """Compile for integer labels: Adam at ``lr``, cosine-decayed over ``steps`` when given."""
     tfk = tf_keras()
-    model.compile(optimizer=tfk.optimizers.Adam(lr),
+    rate = tfk.optimizers.schedules.CosineDecay(lr, steps) if steps > 0 else lr
+    model.compile(optimizer=tfk.optimizers.Adam(rate),
                   loss=tfk.losses.SparseCategoricalCrossentropy(from_logits=_emits_logits(model)),
                   metrics=["accuracy"])
 
@@ -97,6 +99,10 @@ def compile_classifier(model, lr: float) -> None:
 def _emits_logits(model) -> bool:
     act = getattr(model.layers[-1], "activation", None)
     return getattr(act, "__name__", "linear") != "softmax"
+
+
+def steps(n: int, epochs: int, batch_size: int) -> int:
+    return epochs * -(-n // batch_size)
 
 
 def predict(model, x: np.ndarray, batch: int = 512) -> np.ndarray:

@@ -114,7 +114,7 @@ def cluster_keras(model, k: int, x=None, y=None, *, init: str = "linear", min_pa
 
     wrapped = tfk.models.clone_model(model, clone_function=wrap)
     if epochs > 0 and x is not None:
-        K.compile_classifier(wrapped, lr)
+        K.compile_classifier(wrapped, lr, K.steps(len(x), epochs, batch_size))
         wrapped.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
     return tfmot.clustering.keras.strip_clustering(wrapped), sorted(chosen)
 

@@ -173,7 +173,7 @@ def prune_keras(model, method: str, amount: float, x, y, *, schedule: str = "pol
         return layer                        # ``model`` is already a private copy: share its layers
 
     pruned = tfk.models.clone_model(model, clone_function=wrap)
-    K.compile_classifier(pruned, lr)
+    K.compile_classifier(pruned, lr, K.steps(len(x), epochs, batch_size))
     pruned.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(pruned), targets

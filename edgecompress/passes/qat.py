@@ -26,7 +26,7 @@ def qat_keras(model, x: np.ndarray, y: np.ndarray, *, epochs: int = 2, lr: float
         q = tfmot.quantization.keras.quantize_model(base)
     except Exception as e:  # noqa: BLE001 - tfmot raises plain RuntimeError/ValueError
         raise PassError(f"qat: tfmot cannot quantize this model ({type(e).__name__}: {e})") from e
-    K.compile_classifier(q, lr)
+    K.compile_classifier(q, lr, K.steps(len(x), epochs, batch_size))
     q.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
     return q
 
