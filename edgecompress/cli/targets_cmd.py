@@ -68,11 +68,18 @@ def _check(args) -> int:
         target = load_target(name, args.targets_file)
         rep = {"target": name, "ok": False, "error": None, "facts": None, "advice": []}
         try:
-            with DeviceSession(target, trust_new_host=args.trust_new_host, lock=False) as s:
-                facts = s.facts()
-            rep["facts"], rep["advice"] = facts, advice(facts, s.profile)
-            missing = [a for a in rep["advice"] if "missing" in a or a.startswith("no TFLite") or a.startswith("no ONNX")]
-            rep["ok"] = not missing
+            if target.transport == "adb":           # phones over adb: no Python needed there
+                from ..transports.adb import check_target, describe_attached
+
+                rep["android"], rep["attached"] = check_target(target), describe_attached()
+                rep["advice"], rep["ok"] = rep["android"]["problems"], rep["android"]["ok"]
+            else:
+                with DeviceSession(target, trust_new_host=args.trust_new_host, lock=False) as s:
+                    facts = s.facts()
+                rep["facts"], rep["advice"] = facts, advice(facts, s.profile)
+                missing = [a for a in rep["advice"] if "missing" in a or a.startswith("no TFLite")
+                           or a.startswith("no ONNX")]
+                rep["ok"] = not missing
         except EdgeCompressError as e:
             rep["error"] = str(e)
         code = code or (0 if rep["ok"] else 1)
@@ -85,6 +92,15 @@ def _check(args) -> int:
         print(f"{rep['target']}: {'ok' if rep['ok'] else 'NOT READY'}")
         if rep["error"]:
             print(f"  error: {rep['error']}")
+        if rep.get("android"):
+            a = rep["android"]
+            print(f"  adb {a['serial']}: {a['manufacturer']} {a['model']} ({a['soc'] or '?'}), {a['abi']}, "
+                  f"Android {a['android']} (API {a['sdk']}), mode {a['mode']}")
+            print(f"  can run: {'; '.join(a['can_run']) or 'nothing yet'}")
+            print(f"  energy: {a['energy']}; thermal zones: {a['thermal_zones']}; cpufreq: {a['cpufreq_cpus']} CPUs")
+            for d in rep["attached"]:
+                print(f"  attached: {d['serial']} {d['state']} {d.get('model') or ''} {d.get('abi') or ''} "
+                      f"{'Android ' + d['android'] if d.get('android') else d.get('error', '')}".rstrip())
         if f:
             zones = ", ".join(f"{z['type'] or z['zone']} {z['temp_c']:.0f}°C" for z in f["thermal_zones"]) or "none"
             print(f"  arch {f['arch']}, {f['os']}, kernel {f['kernel']}, {f['cpu_count']} CPUs, "

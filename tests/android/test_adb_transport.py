@@ -132,3 +132,23 @@ def test_targets_check_lists_abi_android_model_and_what_can_run(fake_adb, tmp_pa
     assert rep["energy"].startswith("unavailable: the phone is on external power (usb online = 1)")
     rep = check_target(_target(phone.serial))                 # mode: python, and no Python in adb shell
     assert any("not on the adb shell's PATH" in p for p in rep["problems"])
+
+
+def test_cli_targets_check_for_an_adb_target(fake_adb, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from edgecompress.cli import main
+
+    phone = fake_adb.phone("35091FDH2000ZX")
+    inv = tmp_path / "targets.yaml"
+    inv.write_text(yaml.safe_dump({"targets": [{"name": "p8", "profile": "pixel-8", "transport": "adb",
+                                                "serial": phone.serial}]}))
+    assert main(["targets", "check", "p8", "--targets", str(inv)]) == 1      # mode python, no Python there
+    out = capsys.readouterr().out
+    assert "adb 35091FDH2000ZX: Google Pixel 8 (Tensor G3), arm64-v8a, Android 14 (API 34)" in out
+    assert "attached: 35091FDH2000ZX device Pixel 8 arm64-v8a Android 14" in out
+    assert main(["targets", "check", "p8", "--targets", str(inv), "--json"]) == 1
+    [rep] = json.loads(capsys.readouterr().out)
+    assert rep["android"]["abi"] == "arm64-v8a" and rep["attached"][0]["serial"] == phone.serial
