@@ -64,6 +64,10 @@ class TransportError(EdgeCompressError):
     """Reaching a device failed: connect, authenticate, copy."""
 
 
+class ConnectionLost(TransportError):
+    """The connection dropped while a command ran: its outcome is unknown (retry it)."""
+
+
 class HostKeyError(TransportError):
     """The device's host key is unknown or has changed; nothing was sent."""
 

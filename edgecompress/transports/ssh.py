@@ -13,6 +13,12 @@ refused, naming the old and the new SHA256 fingerprints.
 Every command is sent as ``exec sh -c '<script>'`` where the script prints its process
 group id, runs the quoted argv and prints the exit status, so that a time-out kills the
 whole remote process group and a process killed by a signal is reported as killed.
+
+A connection that drops while a command runs raises :class:`~edgecompress.errors.ConnectionLost`
+(the command's outcome is unknown); the command's process group is remembered and killed as
+soon as the transport connects again, so nothing started by a lost connection keeps running.
+An SFTP transfer that makes no progress for ``io_timeout_s`` fails; a transfer broken by a lost
+connection raises :class:`~edgecompress.errors.TransportError` and the next call reconnects.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import HostKeyError, TransportError
+from ..errors import ConnectionLost, HostKeyError, TransportError
 from .base import CommandResult, Process, TransferResult, Transport, quote_argv
 from .local import signal_name
 
@@ -161,7 +167,7 @@ class SSHProcess(Process):
         return line.decode(errors="replace")
 
     def alive(self) -> bool:
-        return not self.channel.exit_status_ready()
+        return not self.channel.closed and not self.channel.exit_status_ready()
 
     def close(self) -> None:
         try:
@@ -179,10 +185,13 @@ class SSHTransport(Transport):
 
     name = "ssh"
 
-    def __init__(self, params: SSHParams, *, trust_new_host: bool = False, connect_timeout_s: float = 15.0):
+    def __init__(self, params: SSHParams, *, trust_new_host: bool = False, connect_timeout_s: float = 15.0,
+                 io_timeout_s: Optional[float] = None):
         self.params = params
         self.trust_new_host = trust_new_host
         self.connect_timeout_s = connect_timeout_s
+        self.io_timeout_s = io_timeout_s or max(30.0, 2 * connect_timeout_s)
+        self._orphans: list[int] = []  # process groups of commands whose connection dropped
         self._client = None
         self._sftp = None
         self._home: Optional[str] = None
@@ -217,6 +226,7 @@ class SSHTransport(Transport):
                                auth_timeout=self.connect_timeout_s)
                 self._client = client
                 self.connections += 1
+                self._kill_orphans()
                 return client
             except HostKeyError:
                 client.close()
@@ -251,6 +261,16 @@ class SSHTransport(Transport):
                 except Exception:  # noqa: BLE001
                     pass
         self._sftp = self._client = None
+
+    def _lost(self) -> bool:
+        t = self._client.get_transport() if self._client is not None else None
+        return t is None or not t.is_active()
+
+    def _kill_orphans(self) -> None:
+        while self._orphans:
+            pgid = self._orphans.pop()
+            log.info("%s: killing process group %s left running by a lost connection", self.params, pgid)
+            self._kill_group(pgid)
 
     def _open_channel(self, argv: Sequence[str], env: Optional[dict[str, str]]):
         client = self.connect()
@@ -288,6 +308,8 @@ class SSHTransport(Transport):
                 got = True
             if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
                 break
+            if chan.closed and self._lost():
+                break
             if deadline is not None and time.monotonic() > deadline:
                 timed_out = True
                 break
@@ -299,6 +321,12 @@ class SSHTransport(Transport):
         pgid = int(m.group(1)) if m else None
         if m:
             err_s = err_s[m.end():]
+        if not timed_out and not _EXIT.search(err_s) and self._lost():
+            if pgid:
+                self._orphans.append(pgid)
+            self.close()
+            raise ConnectionLost(f"connection to {self.params} lost after {time.perf_counter() - start:.1f} s "
+                                 f"while running `{shlex.join(map(str, argv))[:120]}`; its outcome is unknown")
         if timed_out:
             if pgid:
                 self._kill_group(pgid)
@@ -332,12 +360,32 @@ class SSHTransport(Transport):
 
     # -- files ------------------------------------------------------------------------
     def sftp(self):
+        if self._sftp is not None and (self._sftp.sock.closed or self._lost()):
+            self.close()
         if self._sftp is None:
             try:
                 self._sftp = self.connect().open_sftp()
+                self._sftp.get_channel().settimeout(self.io_timeout_s)
+            except TransportError:
+                raise
             except Exception as e:  # noqa: BLE001
                 raise TransportError(f"{self.params}: cannot open SFTP (is the sftp subsystem enabled?): {e}") from e
         return self._sftp
+
+    def _transfer_failed(self, what: str, e: BaseException) -> TransportError:
+        if isinstance(e, socket.timeout):
+            why = f"no progress for {self.io_timeout_s:.0f} s (stalled link)"
+        else:
+            why = str(e) or type(e).__name__
+        sftp, self._sftp = self._sftp, None   # a broken SFTP session is never reused
+        if sftp is not None:
+            try:
+                sftp.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if self._lost():
+            return ConnectionLost(f"{what} failed: connection lost ({why})")
+        return TransportError(f"{what} failed: {why}")
 
     def home(self) -> str:
         if self._home is None:
@@ -347,13 +395,17 @@ class SSHTransport(Transport):
     def put(self, local: Path, remote: str) -> TransferResult:
         start = time.perf_counter()
         remote = self.expand(remote)
+        import paramiko
+
         try:
             attrs = self.sftp().put(str(local), remote, confirm=True)
-        except (OSError, EOFError, socket.error) as e:
-            raise TransportError(f"upload {local} -> {self.params}:{remote} failed: {e}") from e
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise self._transfer_failed(f"upload {local} -> {self.params}:{remote}", e) from e
         return TransferResult(str(local), remote, int(attrs.st_size or 0), time.perf_counter() - start)
 
     def get(self, remote: str, local: Path) -> TransferResult:
+        import paramiko
+
         start = time.perf_counter()
         remote = self.expand(remote)
         local = Path(local)
@@ -362,7 +414,7 @@ class SSHTransport(Transport):
             local.parent.mkdir(parents=True, exist_ok=True)
             self.sftp().get(remote, str(tmp))
             os.replace(tmp, local)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, paramiko.SSHException) as e:
             tmp.unlink(missing_ok=True)
-            raise TransportError(f"download {self.params}:{remote} -> {local} failed: {e}") from e
+            raise self._transfer_failed(f"download {self.params}:{remote} -> {local}", e) from e
         return TransferResult(str(local), remote, local.stat().st_size, time.perf_counter() - start)
