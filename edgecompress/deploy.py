@@ -13,6 +13,13 @@ hash and only verified files get there). Uploads and connects are retried with b
 backoff. While the session is open it holds the device lock, so two benchmarks never run on
 one device at once; a lock left by a dead process is released by the kernel (flock) and the
 next session says it recovered it. Every step has a time-out and failures name the step.
+
+A connection lost while measuring (:class:`~edgecompress.errors.ConnectionLost`) is retried
+with bounded backoff: the transport reconnects (killing what the lost connection left
+running), the session takes the device lock again, and the artifact is measured again from
+the start, so a number is never pieced together from two connections. An upload that fails
+on a full disk is not retried: its temporary file is removed and the error says how much
+space is free and how much the file needs.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from .errors import BenchmarkError, EdgeCompressError, TransportError, UsageError
+from .errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError, UsageError
 from .manifest import ArtifactRecord, Manifest, sha256_file
 from .profiles import Measure, Power, load_profile
 from .targets import Target, load_target
@@ -39,6 +46,7 @@ from .transports import open_transport
 log = logging.getLogger(__name__)
 
 UPLOAD_ATTEMPTS = 3
+BENCH_ATTEMPTS = 3
 BACKOFF_S = (0.5, 1.0, 2.0)
 STEP_TIMEOUT_S = 60.0
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
@@ -60,6 +68,7 @@ for tmp, want, final in zip(a[0::3], a[1::3], a[2::3]):
 print('\n'.join('bad ' + b for b in bad) or 'ok')
 sys.exit(1 if bad else 0)
 """
+_FREE_PY = "import os,sys; s=os.statvfs(sys.argv[1]); print(s.f_bavail*s.f_frsize)"
 _LIST_PY = "import os,sys; os.makedirs(sys.argv[1], exist_ok=True); print('\\n'.join(os.listdir(sys.argv[1])))"
 
 _HASHES: dict[tuple, str] = {}
@@ -233,6 +242,18 @@ class DeviceSession:
                 self._lock = proc
                 return
 
+    def _ensure_lock(self) -> None:
+        """Take the device lock again if it went with a lost connection."""
+        if self._lock is None or self._lock.alive():
+            return
+        log.warning("%s: the device lock was released with a lost connection; taking it again", self.target.name)
+        try:
+            self._lock.close()
+        except Exception:  # noqa: BLE001 - its connection is already gone
+            pass
+        self._lock = None
+        self._acquire_lock()
+
     # -- files --------------------------------------------------------------------------
     def _blob_name(self, path: Path) -> str:
         return file_sha256(path) + path.suffix.lower()
@@ -274,12 +295,30 @@ class DeviceSession:
                 return sent
             except EdgeCompressError as e:
                 last = e
-                self.transport.run(["rm", "-f", tmp], timeout=self.step_timeout_s)
+                try:
+                    self.transport.run(["rm", "-f", tmp], timeout=self.step_timeout_s)
+                    full = self._disk_full(path)
+                except EdgeCompressError:
+                    full = None     # the device is unreachable now; the next attempt reconnects
+                if full:
+                    raise TransportError(full) from e
                 if attempt + 1 < UPLOAD_ATTEMPTS:
                     log.info("upload of %s failed (%s); retrying in %.1f s", path, e, BACKOFF_S[attempt])
                     time.sleep(BACKOFF_S[attempt])
         raise TransportError(f"{self.target.name}: step 'upload' of {path.name} failed after "
                              f"{UPLOAD_ATTEMPTS} attempts: {last}") from last
+
+    def _disk_full(self, path: Path) -> Optional[str]:
+        """A message when the device's workdir has no room for ``path``, else None."""
+        res = self.transport.run([self.python, "-c", _FREE_PY, f"{self.workdir}/tmp"], timeout=self.step_timeout_s)
+        if not res.ok or not res.stdout.strip().isdigit():
+            return None
+        free, need = int(res.stdout.strip()), path.stat().st_size
+        if free >= need + (64 << 10):
+            return None
+        return (f"{self.target.name}: step 'upload' of {path.name} failed: the device's disk is full: "
+                f"{free / 1e6:.2f} MB free in {self.workdir}, the file needs {need / 1e6:.2f} MB; free space "
+                f"there or set the target's workdir to a bigger disk (the partial upload was removed)")
 
     # -- measuring ----------------------------------------------------------------------
     def facts(self) -> dict:
@@ -301,12 +340,28 @@ class DeviceSession:
                 raise BenchmarkError(f"artifact {path} not found")
             if rec.sha256 is None:
                 rec.sha256 = file_sha256(path)
-            self.sync([path])
-            if self.native is not None:
-                result = self.native.bench(rec, measure=m)
-                result["artifact"] = _artifact_info(rec)
-                return result
-            return self._bench(rec, path, m, p, inputs, input_layout)
+            last: Optional[ConnectionLost] = None
+            for attempt in range(BENCH_ATTEMPTS):
+                try:
+                    self.sync([path])
+                    self._ensure_lock()
+                    if self.native is not None:
+                        result = self.native.bench(rec, measure=m)
+                        result["artifact"] = _artifact_info(rec)
+                        return result
+                    result = self._bench(rec, path, m, p, inputs, input_layout)
+                    if attempt:
+                        result["note"] = "; ".join(filter(None, [result.get("note"), (
+                            f"measured again after the connection was lost {attempt} time(s): {last}")]))
+                    return result
+                except ConnectionLost as e:
+                    last = e
+                    if attempt + 1 < BENCH_ATTEMPTS:
+                        log.warning("%s: %s; measuring %s again in %.1f s", self.target.name, e, path.name,
+                                    BACKOFF_S[attempt])
+                        time.sleep(BACKOFF_S[attempt])
+            raise BenchmarkError(f"{self.target.name}: step 'bench' of {path.name} failed: the connection was "
+                                 f"lost {BENCH_ATTEMPTS} times: {last}") from last
         except EdgeCompressError as e:
             return failed_result(self.target.name, rec, str(e))
 
@@ -348,7 +403,11 @@ class DeviceSession:
             return result
         finally:
             if io_in:
-                self.transport.run(["rm", "-f", io_in, io_out], timeout=self.step_timeout_s)
+                try:
+                    self.transport.run(["rm", "-f", io_in, io_out, io_out + ".part.npy"],
+                                       timeout=self.step_timeout_s)
+                except EdgeCompressError as e:
+                    log.warning("%s: could not remove %s: %s", self.target.name, io_in, e)
 
     def _parse(self, res, m: Measure) -> dict:
         steps = re.findall(r"^step: (\S+)", res.stderr, re.M)
