@@ -60,25 +60,31 @@ def benchmark_flags(graph: str, measure, *, delegate: str = "xnnpack", op_profil
     return flags
 
 
+def _sha256_cmd(path: str) -> str:
+    q = shlex.quote(path)
+    return f"(sha256sum {q} || toybox sha256sum {q} || busybox sha256sum {q}) 2>/dev/null"
+
+
 def push_by_hash(transport, local: Path, remote_dir: str, *, executable: bool = False) -> tuple[str, bool]:
     """Make ``<remote_dir>/<sha256><suffix>`` hold ``local``; returns (remote path, whether sent)."""
     sha = sha256_file(local)
     suffix = Path(local).suffix if Path(local).suffix in (".tflite", ".onnx") else ""
     remote = f"{remote_dir}/{sha}{suffix}"
-    have = transport.run(["sh", "-c", f"[ -f {shlex.quote(remote)} ] && sha256sum {shlex.quote(remote)}"],
-                         timeout=120)
+    have = transport.run(["sh", "-c", f"[ -f {shlex.quote(remote)} ] && {_sha256_cmd(remote)}"], timeout=120)
     if have.ok and have.stdout.split()[:1] == [sha]:
         return remote, False
     part = f"{remote}.part-{uuid.uuid4().hex[:8]}"
     transport.run(["mkdir", "-p", remote_dir], timeout=60)
     transport.put(Path(local), part)
     chmod = f"chmod 755 {shlex.quote(part)} && " if executable else ""
-    check = transport.run(["sh", "-c", f"{chmod}sha256sum {shlex.quote(part)}"], timeout=120)
+    check = transport.run(["sh", "-c", f"{chmod}{_sha256_cmd(part)}"], timeout=120)
     got = check.stdout.split()[:1]
     if not check.ok or got != [sha]:
         transport.run(["rm", "-f", part], timeout=60)
+        why = ("content differs" if got else
+               "no sha256sum on the device (Android 8+ toybox has it; else install busybox)")
         raise TransportError(f"pushed {local} but the device computed sha256 {got[0] if got else '(none)'} "
-                             f"instead of {sha}: {check.describe() if not check.ok else 'content differs'}")
+                             f"instead of {sha}: {why}")
     mv = transport.run(["mv", "-f", part, remote], timeout=60)
     if not mv.ok:
         raise TransportError(f"could not rename {part} to {remote}: {mv.describe()}")
