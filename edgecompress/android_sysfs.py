@@ -109,9 +109,11 @@ def charging_reason(probe: dict) -> Optional[str]:
 
 
 def sampler_script(samples_file: str, stop_file: str, interval_s: float = 0.1, sysfs_root: str = "/") -> str:
-    """Background battery loop (ends when ``stop_file`` exists); ``$SP`` holds its pid afterwards."""
+    """Background battery loop; ``$SP`` holds its pid afterwards. It ends when ``stop_file`` exists
+    or when the shell that started it is gone (killed on a time-out, or the connection dropped), so
+    no loop is ever left draining the battery."""
     return (f"{battery_dir_script(sysfs_root)}; rm -f {stop_file}; "
-            f"( while [ ! -e {stop_file} ]; do read up idle < /proc/uptime; "
+            f"( while [ ! -e {stop_file} ] && kill -0 $$ 2>/dev/null; do read up idle < /proc/uptime; "
             f'echo "$up $(cat $B/current_now) $(cat $B/voltage_now)"; '
             f"sleep {interval_s:g} 2>/dev/null || sleep 1; done ) > {samples_file} 2>/dev/null & SP=$!")
 

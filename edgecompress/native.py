@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from . import android_sysfs as sysfs
 from .benchmark_model import parse as parse_benchmark_output
-from .errors import EdgeCompressError, TransportError
+from .errors import ConnectionLost, EdgeCompressError, TransportError
 from .manifest import ArtifactRecord, sha256_file
 
 #: benchmark_model flags per profile delegate (``cpu`` = plain TFLite kernels, XNNPACK off)
@@ -211,6 +211,8 @@ class NativeBench:
             graph, _ = self._push(path)
             self._run(result, binary, graph, measure, delegate, op_profiling,
                       energy or self.target.energy or self.profile.energy.meter)
+        except ConnectionLost:
+            raise                                   # DeviceSession reconnects and measures again
         except (EdgeCompressError, ValueError, OSError) as e:
             result.update(status="failed", error=f"{type(e).__name__}: {e}")
         return result

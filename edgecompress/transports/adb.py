@@ -25,7 +25,8 @@ Contract (see :mod:`edgecompress.transports.base`)
 * ``put`` pushes to a temporary name next to the target and renames it (never a half-written file);
   ``get`` pulls to a temporary local name and renames it.
 * Lost or unauthorised devices raise :class:`~edgecompress.errors.TransportError` naming the serial,
-  its state and what to do.
+  its state and what to do; a phone that goes away mid-command raises its subclass
+  :class:`~edgecompress.errors.ConnectionLost` (the session measures again once it is back).
 * The adb shell's writable place is ``/data/local/tmp``: :meth:`AdbTransport.home` returns it, and
   the default work folder (``~/.cache/edgecompress``) means ``/data/local/tmp/edgecompress``.
 """
@@ -42,7 +43,7 @@ import uuid
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import TransportError
+from ..errors import ConnectionLost, TransportError
 from .base import CommandResult, TransferResult, Transport, quote_argv
 
 ENV_ADB = "EDGECOMPRESS_ADB"
@@ -126,8 +127,9 @@ class AdbTransport(Transport):
     def where(self) -> str:
         return f"adb device {self.serial!r}" if self.serial else "the adb device"
 
-    def _raise_gone(self, detail: str, extra: str = "") -> None:
-        raise TransportError(f"{self.where}: {detail.strip()[-300:] or 'no answer'}{extra}; {_hint(detail)}")
+    def _raise_gone(self, detail: str, extra: str = "", *, lost: bool = False) -> None:
+        cls = ConnectionLost if lost else TransportError
+        raise cls(f"{self.where}: {detail.strip()[-300:] or 'no answer'}{extra}; {_hint(detail)}")
 
     def connect(self) -> None:
         """Check once that the device is attached and authorised (``adb get-state``)."""
@@ -208,8 +210,8 @@ class AdbTransport(Transport):
         m = _RC_RE.search(out)
         if not m:
             if p.returncode != 0 and (not out.strip() or any(g in err.lower() for g in _GONE)):
-                self._checked = False
-                self._raise_gone(err or out)
+                self._checked = False           # the phone went away mid-command (cable, reboot, Wi-Fi)
+                self._raise_gone(err or out, lost=True)
             # the shell itself died (e.g. the device rebooted mid-command): report what adb said
             return CommandResult(argv, p.returncode if p.returncode else None, out, err, dt,
                                  signal=None if p.returncode else "SIGHUP")

@@ -152,3 +152,15 @@ def test_cli_targets_check_for_an_adb_target(fake_adb, tmp_path, capsys):
     assert main(["targets", "check", "p8", "--targets", str(inv), "--json"]) == 1
     [rep] = json.loads(capsys.readouterr().out)
     assert rep["android"]["abi"] == "arm64-v8a" and rep["attached"][0]["serial"] == phone.serial
+
+
+def test_phone_gone_mid_command_is_connection_lost(fake_adb):
+    from edgecompress.errors import ConnectionLost
+
+    phone = fake_adb.phone("35091FDH2000ZX")
+    t = AdbTransport(phone.serial)
+    assert t.run(["true"]).ok                          # connected once
+    phone.info["state"] = "offline"                    # cable pulled
+    phone.register()
+    with pytest.raises(ConnectionLost, match="offline.*reconnect"):
+        t.run(["true"])

@@ -156,3 +156,32 @@ def test_older_binary_without_peak_memory_flag_is_rerun_without_it(tmp_path, fak
     assert r["latency_ms"]["mean"] == pytest.approx(11.0404)
     assert "--report_peak_memory_footprint=true" not in r["command"]
     assert any("does not know --report_peak_memory_footprint" in n for n in r["notes"])
+
+
+def test_battery_loop_ends_when_its_shell_is_killed(tmp_path, fake_phone):
+    """A time-out kills the benchmark's shell: the background battery loop must not outlive it."""
+    import subprocess
+    import time
+
+    from edgecompress import android_sysfs as sysfs
+
+    script = sysfs.sampler_script(f"{tmp_path}/s", f"{tmp_path}/stop", 0.05, str(fake_phone.root)) + \
+        "; echo $SP; sleep 30"
+    p = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)
+    loop_pid = int(p.stdout.readline())
+    time.sleep(0.3)
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{loop_pid}/status") as f:
+                if "State:\tZ" in f.read():
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the battery loop survived its shell")
+    samples = sysfs.parse_samples((tmp_path / "s").read_text())
+    assert len(samples) >= 2 and samples[0][1:] == (-450000, 3850000)
