@@ -18,6 +18,7 @@ from ..errors import EdgeCompressError
 COMMANDS = [
     "profiles_cmd",
     "compare_cmd",
+    "run_cmd",
     "compress_cmd",
     "targets_cmd",
     "bench_cmd",

@@ -1,0 +1,78 @@
+"""``edgecompress run MODEL --target A --target B ...``: compress, deploy, measure, store, compare.
+
+Progress goes to stderr (redrawn per target on a terminal, plain lines otherwise); the
+comparison table and the report's path (or, with ``--json``, the whole result) go to stdout.
+Exit 0 when every target and artifact succeeded, 1 when any failed (the rest are kept,
+stored and reported), 2 on bad input.
+"""
+from __future__ import annotations
+
+import sys
+
+from .common import add_targets_file_arg, print_json
+
+
+def add(sub) -> None:
+    p = sub.add_parser("run", help="compress for each target's profile, deploy, measure, store and compare")
+    p.add_argument("model", metavar="MODEL", help="file.onnx | file.keras | file.pt | file.py:factory")
+    p.add_argument("--target", action="append", default=[], metavar="NAME", dest="target_names",
+                   help="a target to run on; repeat for several (default: local, or every target of --targets)")
+    add_targets_file_arg(p)
+    p.add_argument("--data", metavar="PATH", help="calibration + held-out data (.npy/.npz with x[,y], image folder)")
+    p.add_argument("--out", default="out", metavar="DIR", help="artifacts and report folder (default: out)")
+    p.add_argument("--db", metavar="PATH", help="results database (default: $EDGECOMPRESS_DB or "
+                                                "$XDG_DATA_HOME/edgecompress/results.db)")
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p.add_argument("--html", metavar="FILE", help="write the HTML report here (default: OUT/report-RUNID.html)")
+    g = p.add_argument_group("compress options")
+    g.add_argument("--input-shape", type=str, metavar="1,3,224,224", help="input shape (for models without one)")
+    g.add_argument("--weights", metavar="FILE", help="weights for a file.py:factory model")
+    g.add_argument("--random-calibration", action="store_true",
+                   help="allow calibrating on random inputs when no --data is given")
+    g = p.add_argument_group("device options")
+    g.add_argument("--trust-new-host", action="store_true",
+                   help="accept and record the host key of an SSH device seen for the first time")
+    g.add_argument("--runs", type=int, metavar="N", help="timed runs per artifact (overrides the profile)")
+    g.add_argument("--warmup", type=int, metavar="N", help="warm-up runs per artifact")
+    g.add_argument("--min-seconds", type=float, metavar="S", help="time each artifact at least S seconds")
+    g.add_argument("--threads", type=int, metavar="N", help="runtime threads on the device")
+    g.add_argument("--eval-samples", type=int, default=200, metavar="N",
+                   help="held-out samples for the on-device fidelity check (default 200)")
+    g.add_argument("--target-timeout", type=float, metavar="S",
+                   help="give up on a target still busy S seconds after compression (marked failed)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from ..errors import UsageError
+    from ..models import parse_shape
+    from ..report import compare, render_table
+    from ..runs import run
+    from ..targets import load_targets
+    from .progress import RunProgress
+
+    for name in ("runs", "warmup", "threads", "eval_samples"):
+        v = getattr(args, name)
+        if v is not None and v < (0 if name == "warmup" else 1):
+            raise UsageError(f"--{name.replace('_', '-')} {v}: must be {'>= 0' if name == 'warmup' else '>= 1'}")
+    names = args.target_names
+    if not names:
+        names = [n for n in load_targets(args.targets_file) if n != "local"] if args.targets_file else ["local"]
+    progress = RunProgress(names, sys.stderr)
+    result = run(args.model, names, targets_file=args.targets_file, data=args.data, out=args.out, db=args.db,
+                 input_shape=parse_shape(args.input_shape) if args.input_shape else None, weights=args.weights,
+                 allow_random_calibration=args.random_calibration, trust_new_host=args.trust_new_host,
+                 measure={"runs": args.runs, "warmup": args.warmup, "min_seconds": args.min_seconds,
+                          "threads": args.threads},
+                 eval_samples=args.eval_samples, target_timeout_s=args.target_timeout,
+                 html=args.html or True, progress=progress)
+    if args.json:
+        print_json(result.to_dict())
+        return result.exit_code
+    print(render_table(compare([result.run_id], result.db)))
+    for name in result.failed:
+        t = result.targets[name]
+        print(f"{t.status.upper()}: {name}: {t.error}")
+    print(f"run {result.run_id} ({result.status}) stored in {result.db}")
+    print(f"report: {result.report}")
+    return result.exit_code

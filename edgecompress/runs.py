@@ -1,0 +1,343 @@
+"""``run``: compress for every target's profile, deploy, measure, check fidelity, store, compare.
+
+    run(model, ["local", "pi4-desk"], data="digits.npz") -> RunResult
+
+What happens, in order:
+
+1. Bad input stops the run before any work (exit 2): unknown target, bad profile, model or data.
+2. A run row is written to the results store (:mod:`edgecompress.results`) at once.
+3. One worker thread per target starts connecting to its device (``DeviceSession``: connect,
+   runner, lock, facts) while the host compresses for all the targets' profiles in one
+   ``compress_many`` call (steps shared between profiles are done once).
+4. Each worker then syncs its profile's artifacts, benchmarks each one with the held-out
+   samples as inputs (``DeviceSession.bench(inputs=...)``), compares the device's outputs with
+   the host reference (:mod:`edgecompress.fidelity`: agreement, and accuracy when the data has
+   labels) and commits the result to the store as soon as it arrives.
+5. A target that cannot be reached, or fails, is marked failed with the reason; the other
+   targets go on. With ``target_timeout_s`` a target still busy after that long (counted from
+   the end of compression) is marked failed and left behind.
+6. The run is finished in the store (ok | partial | failed) and the HTML report is written.
+
+The held-out samples are disjoint from the calibration samples: ``data`` is split once here
+(``eval_samples`` for fidelity, the rest for calibration). Without data, random calibration
+must be allowed explicitly and fidelity is top-1 agreement on random inputs.
+
+``progress(target, event, info)`` is called from worker threads; events: ``compress``
+(target ``"*"``), ``connect``, ``connected``, ``waiting``, ``sync``, ``bench``, ``result``,
+``done``, ``failed``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .errors import EdgeCompressError, TargetError, UsageError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, str, dict], None]
+
+
+@dataclass
+class TargetOutcome:
+    name: str
+    profile: str
+    status: str = "pending"            # pending | running | ok | partial | failed
+    error: Optional[str] = None
+    device: dict = field(default_factory=dict)
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def failed_artifacts(self) -> list[dict]:
+        return [r for r in self.results if r.get("status") != "ok"]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "profile": self.profile, "status": self.status, "error": self.error,
+                "device": self.device, "results": self.results}
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    db: str
+    out: str
+    targets: dict[str, TargetOutcome]
+    manifests: dict[str, Any] = field(default_factory=dict)   # profile name -> Manifest
+    report: Optional[str] = None                               # the HTML report's path
+    status: str = "ok"
+
+    @property
+    def succeeded(self) -> list[str]:
+        return [n for n, t in self.targets.items() if t.status == "ok"]
+
+    @property
+    def failed(self) -> list[str]:
+        return [n for n, t in self.targets.items() if t.status != "ok"]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == "ok" else 1
+
+    def to_dict(self) -> dict:
+        arts = {p: [{"path": a.path, "format": a.format, "precision": a.precision, "status": a.status,
+                     "error": a.error} for a in m.artifacts] for p, m in self.manifests.items()}
+        return {"run_id": self.run_id, "status": self.status, "db": self.db, "out": self.out,
+                "report": self.report, "succeeded": self.succeeded, "failed": self.failed,
+                "artifacts": arts, "targets": {n: t.to_dict() for n, t in self.targets.items()}}
+
+
+def _say(progress: Optional[Progress], target: str, event: str, **info) -> None:
+    if progress is not None:
+        try:
+            progress(target, event, info)
+        except Exception:  # noqa: BLE001 - a display problem never stops a run
+            log.debug("progress callback failed", exc_info=True)
+
+
+def _resolve_targets(names: list[str], targets_file) -> list:
+    from .profiles import load_profile
+    from .targets import load_targets
+
+    inventory = load_targets(targets_file)
+    if not names:
+        names = [n for n in inventory if n != "local"] if targets_file else ["local"]
+    if len(set(names)) != len(names):
+        raise UsageError(f"a target is named twice: {', '.join(names)}")
+    chosen = []
+    for n in names:
+        if isinstance(n, str) and n not in inventory:
+            from .targets import load_target
+
+            load_target(n, targets_file)        # raises TargetError with the valid names
+        t = inventory[n] if isinstance(n, str) else n
+        try:
+            load_profile(t.profile)
+        except EdgeCompressError as e:
+            raise TargetError(f"target {t.name!r}: {e}") from e
+        chosen.append(t)
+    return chosen
+
+
+def _split(model, data, eval_samples: int, allow_random: bool):
+    """(calibration Dataset | None, held-out Dataset) — disjoint."""
+    from .data import load_data, random_data
+
+    if data is None:
+        if not allow_random:
+            raise UsageError("no --data given: pass --data PATH (.npy/.npz/image folder) for calibration and "
+                             "accuracy, or --random-calibration to calibrate on random inputs (fidelity is then "
+                             "agreement with the source model on random inputs only)")
+        return None, random_data(model, n=min(eval_samples, 64), seed=1)
+    ds = data if hasattr(data, "x") else load_data(data, model)
+    n = len(ds.x)
+    n_eval = min(eval_samples, n // 2)
+    if n_eval < 1:
+        raise UsageError(f"{getattr(ds, 'source', data)}: {n} samples are too few to hold some out for the "
+                         "device fidelity check; give at least 2")
+    return ds.split(n - n_eval, n_eval)
+
+
+def _located(artifact, folder: Path):
+    """The artifact record with an absolute path (the manifest's records are relative to its folder)."""
+    import dataclasses
+
+    return dataclasses.replace(artifact, path=str(Path(folder) / artifact.path))
+
+
+def _fidelity(outputs, reference: np.ndarray, labels) -> dict:
+    from dataclasses import asdict
+
+    from . import fidelity
+
+    return asdict(fidelity.compare(reference, np.asarray(outputs), labels))
+
+
+class _Runner:
+    """The state shared by the worker threads of one run."""
+
+    def __init__(self, store, run_id, targets, *, targets_file, trust_new_host, measure, held, reference,
+                 progress):
+        self.store, self.run_id, self.targets_file = store, run_id, targets_file
+        self.trust_new_host, self.measure, self.held, self.reference = trust_new_host, measure, held, reference
+        self.progress = progress
+        self.layout = "NCHW"
+        self.manifests: dict = {}
+        self.compress_error: Optional[str] = None
+        self.compressed = threading.Event()
+        self.outcomes = {t.name: TargetOutcome(t.name, t.profile) for t in targets}
+
+    def worker(self, target, profile) -> None:
+        out = self.outcomes[target.name]
+        out.status = "running"
+        try:
+            self._work(target, profile, out)
+        except BaseException as e:  # noqa: BLE001 - one target failing never loses the others
+            out.error = f"{type(e).__name__}: {e}"
+            out.status = "partial" if any(r.get("status") == "ok" for r in out.results) else "failed"
+            log.debug("target %s failed", target.name, exc_info=True)
+        try:
+            self.store.set_target(self.run_id, target.name, status=out.status, error=out.error)
+        except Exception:  # noqa: BLE001 - the run gave up on this target and closed the store
+            log.debug("could not record the end of target %s", target.name, exc_info=True)
+            return
+        if out.status == "failed":
+            _say(self.progress, target.name, "failed", error=out.error)
+        else:
+            _say(self.progress, target.name, "done", status=out.status, error=out.error,
+                 ok=sum(r.get("status") == "ok" for r in out.results), total=len(out.results))
+
+    def _work(self, target, profile, out: TargetOutcome) -> None:
+        from .deploy import DeviceSession
+
+        self.store.set_target(self.run_id, target.name, status="running", profile=profile.name,
+                              transport=target.transport)
+        _say(self.progress, target.name, "connect", transport=target.transport)
+        with DeviceSession(target, targets_file=self.targets_file, trust_new_host=self.trust_new_host) as s:
+            out.device = s.facts()
+            self.store.set_target(self.run_id, target.name, status="running", device=out.device)
+            _say(self.progress, target.name, "connected", device=out.device)
+            if not self.compressed.is_set():
+                _say(self.progress, target.name, "waiting")
+            self.compressed.wait()
+            if self.compress_error:
+                raise EdgeCompressError(f"nothing to deploy: compress failed: {self.compress_error}")
+            manifest = self.manifests[profile.name]
+            arts = manifest.ok_artifacts()
+            if not arts:
+                raise EdgeCompressError(f"nothing to deploy: every artifact for profile {profile.name} failed "
+                                        "to build (see the compare table)")
+            _say(self.progress, target.name, "sync", n=len(arts))
+            s.sync([manifest.folder / a.path for a in arts])
+            measure = self.measure(profile)
+            for i, a in enumerate(arts, 1):
+                key = f"{a.precision}.{a.format}"
+                _say(self.progress, target.name, "bench", artifact=key, i=i, n=len(arts))
+                res = s.bench(_located(a, manifest.folder), measure=measure, inputs=self.held.x,
+                              power=profile.power, input_layout=self.layout)
+                res.setdefault("target", target.name)
+                outputs = res.pop("outputs", None)
+                fid = None
+                if res.get("status") == "ok" and outputs is not None:
+                    try:
+                        fid = _fidelity(outputs, self.reference, self.held.y)
+                    except Exception as e:  # noqa: BLE001 - kept as a failed check on this result
+                        fid = {"error": f"{type(e).__name__}: {e}"}
+                if fid is not None:
+                    res["fidelity"] = fid
+                self.store.add_result(self.run_id, res, profile=profile.name, size_bytes=a.size_bytes)
+                out.results.append(res)
+                _say(self.progress, target.name, "result", artifact=key, i=i, n=len(arts), result=res)
+        n_ok = sum(r.get("status") == "ok" for r in out.results)
+        out.status = "ok" if n_ok == len(out.results) else ("partial" if n_ok else "failed")
+        if out.status != "ok":
+            bad = [f"{r['artifact'].get('precision')}.{r['artifact'].get('format')}: {r.get('error')}"
+                   for r in out.failed_artifacts]
+            out.error = "; ".join(bad)[:2000]
+
+
+def run(model, targets: list, *, targets_file=None, data=None, out: str | Path = "out", db=None,
+        input_shape: tuple | None = None, weights: str | None = None, passes: list[dict] | None = None,
+        allow_random_calibration: bool = False, trust_new_host: bool = False, measure: dict | None = None,
+        eval_samples: int = 200, target_timeout_s: float | None = None, html: str | Path | None | bool = True,
+        progress: Optional[Progress] = None) -> RunResult:
+    """Compress ``model`` for each target's profile, measure every artifact on every target, store it all.
+
+    ``targets``: target names (or Target objects); empty means ``local`` (or, with a
+    ``targets_file``, every target in it). ``measure``: overrides of the profiles' measure
+    settings (``runs``, ``warmup``, ``min_seconds``, ``threads``, ``cooldown_s``, ``timeout_s``).
+    ``html``: True writes ``OUT/report-<run id>.html``, a path writes there, False/None none.
+    Raises for bad input (exit 2) before any work; device and artifact failures are in the result.
+    """
+    from .compress import compress_many
+    from .models import load_model
+    from .profiles import Measure, load_profile
+    from .results import ResultsStore
+
+    chosen = _resolve_targets(list(targets or []), targets_file)
+    profiles = {}
+    for t in chosen:
+        p = load_profile(t.profile)
+        profiles.setdefault(p.name, p)
+    target_profile = {t.name: load_profile(t.profile) for t in chosen}
+    overrides = {k: v for k, v in (measure or {}).items() if v is not None}
+    bad = set(overrides) - set(Measure.model_fields)
+    if bad:
+        raise UsageError(f"unknown measure setting(s) {sorted(bad)}; valid: {', '.join(Measure.model_fields)}")
+    loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights, input_shape=input_shape)
+    calib, held = _split(loaded, data, eval_samples, allow_random_calibration)
+    reference = np.asarray(loaded.predict(held.x))
+
+    def measure_for(profile):
+        return Measure(**{**profile.measure.model_dump(), **overrides})
+
+    out = Path(out)
+    store = ResultsStore(db)
+    run_id = store.start_run(model_source=loaded.source, model_sha256=loaded.sha256,
+                             targets=[t.name for t in chosen],
+                             options={"profiles": {t.name: target_profile[t.name].name for t in chosen},
+                                      "data": None if data is None else str(getattr(data, "source", data)),
+                                      "eval_samples": len(held.x), "labels": held.y is not None,
+                                      "measure": overrides, "out": str(out), "passes": passes or []})
+    runner = _Runner(store, run_id, chosen, targets_file=targets_file, trust_new_host=trust_new_host,
+                     measure=measure_for, held=held, reference=reference, progress=progress)
+    runner.layout = loaded.layout
+    result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=runner.outcomes)
+    threads = []
+    try:
+        for t in chosen:
+            th = threading.Thread(target=runner.worker, args=(t, target_profile[t.name]),
+                                  name=f"edgecompress-{t.name}", daemon=True)
+            th.start()
+            threads.append(th)
+        _say(progress, "*", "compress", profiles=sorted(profiles))
+        try:
+            runner.manifests = compress_many(loaded, list(profiles.values()), data=calib, out=out, passes=passes,
+                                             allow_random_calibration=allow_random_calibration,
+                                             progress=lambda msg: _say(progress, "*", "compress_step", text=msg))
+            for name, m in runner.manifests.items():
+                store.add_artifacts(run_id, name, m.artifacts, folder=m.folder)
+            result.manifests = runner.manifests
+            _say(progress, "*", "compressed", manifests=runner.manifests)
+        except EdgeCompressError as e:
+            runner.compress_error = f"{type(e).__name__}: {e}"
+            if e.exit_code == 2:          # bad input found while compressing: stop, after recording it
+                runner.compressed.set()
+                store.finish_run(run_id, "failed", {"error": runner.compress_error})
+                raise
+            _say(progress, "*", "compress_failed", error=runner.compress_error)
+        finally:
+            runner.compressed.set()
+        deadline = None if target_timeout_s is None else time.monotonic() + target_timeout_s
+        for t, th in zip(chosen, threads):
+            th.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if th.is_alive():
+                o = runner.outcomes[t.name]
+                o.status, o.error = "failed", f"timed out: still busy {target_timeout_s:g} s after compression"
+                store.set_target(run_id, t.name, status="failed", error=o.error)
+                _say(progress, t.name, "failed", error=o.error)
+        result.status = "ok" if all(o.status == "ok" for o in runner.outcomes.values()) and not \
+            runner.compress_error and not _any_artifact_failed(runner.manifests) else (
+            "failed" if not any(o.status in ("ok", "partial") for o in runner.outcomes.values()) else "partial")
+        store.finish_run(run_id, result.status, {
+            "succeeded": result.succeeded, "failed": result.failed, "compress_error": runner.compress_error})
+        if html:
+            from .report import compare, write_html
+
+            path = out / f"report-{run_id}.html" if html is True else Path(html)
+            result.report = str(write_html(compare([run_id], store), path))
+        return result
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted", {"error": "interrupted"})
+        raise
+    finally:
+        store.close()
+
+
+def _any_artifact_failed(manifests: dict) -> bool:
+    return any(a.status != "ok" for m in manifests.values() for a in m.artifacts)
