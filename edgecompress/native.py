@@ -52,6 +52,8 @@ def benchmark_flags(graph: str, measure, *, delegate: str = "xnnpack", op_profil
     flags = [f"--graph={graph}", f"--num_threads={threads or measure.threads}",
              f"--warmup_runs={measure.warmup}", f"--num_runs={measure.runs}",
              f"--min_secs={measure.min_seconds:g}", f"--max_secs={max(measure.timeout_s * 0.8, 1):g}"]
+    if measure.cooldown_s:
+        flags.append(f"--run_delay={measure.cooldown_s:g}")      # pause between runs ("Inter-run delay")
     flags += DELEGATE_FLAGS[delegate]
     if op_profiling:
         flags.append("--enable_op_profiling=true")

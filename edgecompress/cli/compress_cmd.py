@@ -37,7 +37,9 @@ def add(sub) -> None:
 
 def add_pass_arguments(p) -> None:
     """Flags that add compression passes (e.g. --prune): each appends a spec dict to ``args.passes``."""
-    p.set_defaults(passes=[])
+    from .pass_args import add_pass_arguments as add
+
+    add(p)
 
 
 def run(args) -> int:

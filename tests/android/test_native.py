@@ -55,6 +55,8 @@ def test_flags_follow_the_profile_measure_settings_and_delegate():
     assert "--report_peak_memory_footprint=true" in flags
     assert "--use_nnapi=true" in benchmark_flags("g", m, delegate="nnapi")
     assert "--use_xnnpack=false" in benchmark_flags("g", m, delegate="cpu")
+    assert "--run_delay=0.5" in benchmark_flags("g", m.model_copy(update={"cooldown_s": 0.5}))
+    assert not any(f.startswith("--run_delay") for f in flags)
 
 
 def test_native_result_from_real_capture_with_measured_battery_energy(tmp_path, fake_phone, model):
