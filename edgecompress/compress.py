@@ -92,7 +92,7 @@ class _Job:
             from .passes import apply_passes
 
             self.progress(f"passes: {', '.join(s['pass'] for s in specs)} ...")
-            self._passes[key] = apply_passes(self.model, specs, self.dataset)
+            self._passes[key] = apply_passes(self.model, specs, self.dataset, eval_data=self.eval)
         return self._passes[key]
 
     def measure(self, path: Path, sha: str, layout: str) -> tuple:

@@ -43,15 +43,17 @@ def validate_pass_specs(specs: list[dict[str, Any]], source: str = "passes",
     return parsed
 
 
-def apply_passes(model, specs: list[dict[str, Any]], data=None, *, train_data=None,
+def apply_passes(model, specs: list[dict[str, Any]], data=None, *, train_data=None, eval_data=None,
                  holdout: float = 0.2,
                  progress: Optional[Callable[[str], None]] = None) -> tuple[Any, list[dict]]:
     """Run ``specs`` in order on ``model`` (a ``models.LoadedModel``).
 
     ``data`` (a ``data.Dataset``; labelled for passes that train) is used to fine-tune and to
     measure accuracy: without ``train_data`` its last ``holdout`` fraction is held out for
-    measuring and the rest is trained on; with ``train_data`` (another Dataset) that set is
-    trained on and all of ``data`` is held out. Returns ``(model', reports)``; ``model'`` has a
+    measuring and the rest is trained on; with ``eval_data`` (a subset of ``data``, e.g. the
+    samples compress measures fidelity on) those are held out and the other samples of ``data``
+    are trained on; with ``train_data`` (another Dataset) that set is trained on and all of
+    ``data`` (or ``eval_data``) is held out. Returns ``(model', reports)``; ``model'`` has a
     new sha256 (old sha256 + settings). A pass that needs labelled data and gets none raises
     :class:`PassError` (exit 2); a pass that fails while running raises PassError (exit 1).
     """
@@ -61,10 +63,14 @@ def apply_passes(model, specs: list[dict[str, Any]], data=None, *, train_data=No
     parsed = validate_pass_specs(list(specs), "passes")
     if not parsed:
         return model, []
-    ctx = PassContext.from_arrays(
-        getattr(data, "x", None), getattr(data, "y", None),
-        train_x=getattr(train_data, "x", None), train_y=getattr(train_data, "y", None),
-        holdout=holdout)
+    if eval_data is not None and train_data is None and data is not None:
+        ctx = PassContext.excluding(data.x, data.y, eval_data.x, eval_data.y)
+    else:
+        held = eval_data if eval_data is not None else data
+        ctx = PassContext.from_arrays(
+            getattr(held, "x", None), getattr(held, "y", None),
+            train_x=getattr(train_data, "x", None), train_y=getattr(train_data, "y", None),
+            holdout=holdout)
     if train_data is not None and getattr(train_data, "y", None) is None:
         raise PassError(f"train data {getattr(train_data, 'source', '')!r} has no labels (y); "
                         f"passes train on labelled data")

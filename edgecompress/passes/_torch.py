@@ -104,15 +104,29 @@ def count_params(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def macs_params(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
-    """(MACs, parameters) for one forward pass on ``example`` (Torch-Pruning's counter)."""
+def macs_params(model: nn.Module, example: torch.Tensor) -> tuple[int | None, int]:
+    """(MACs, parameters) for one forward pass on ``example`` (Torch-Pruning's counter).
+
+    MACs are ``None`` for a TorchScript module (the counter needs forward hooks).
+    """
     import torch_pruning as tp
 
+    if isinstance(model, torch.jit.ScriptModule):
+        return None, count_params(model)
     was_training = model.training
     model.eval()
     macs, params = tp.utils.count_ops_and_params(model, example)
     model.train(was_training)
     return int(macs), int(params)
+
+
+def require_eager(model: nn.Module, pass_name: str) -> None:
+    """PassError for a TorchScript module: passes that change layers need the Python model."""
+    from ..errors import PassError
+
+    if isinstance(model, torch.jit.ScriptModule):
+        raise PassError(f"pass {pass_name!r} changes layers, which a TorchScript model does not allow; "
+                        f"give the model as file.py:factory with --weights STATE_DICT instead")
 
 
 def example_input(shape, batch: int = 1) -> torch.Tensor:

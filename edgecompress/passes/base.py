@@ -49,6 +49,18 @@ class PassContext:
                 "data": self.data_note}
 
     @classmethod
+    def excluding(cls, x, y, eval_x, eval_y, note: str = "") -> "PassContext":
+        """Evaluate on ``eval_x``/``eval_y``; train on the rows of ``x``/``y`` that are not among them
+        (rows are matched by content, so samples that are evaluated are never trained on)."""
+        seen = {np.ascontiguousarray(r).tobytes() for r in eval_x}
+        keep = np.array([np.ascontiguousarray(r).tobytes() not in seen for r in x], dtype=bool)
+        if y is None or not keep.any():
+            return cls(None, None, eval_x, eval_y, note or f"{len(eval_x)} eval samples, none left to train on")
+        return cls(x[keep], y[keep], eval_x, eval_y,
+                   note or f"{int(keep.sum())} train / {len(eval_x)} eval samples (the eval samples "
+                           f"are the ones compress measures fidelity on; never trained on)")
+
+    @classmethod
     def from_arrays(cls, x=None, y=None, *, train_x=None, train_y=None, holdout: float = 0.2,
                     note: str = "") -> "PassContext":
         """Build from evaluation data (``x``, ``y``) and optional separate training data.

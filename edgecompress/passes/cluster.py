@@ -129,6 +129,7 @@ def run(model, spec: ClusterSpec, ctx: PassContext):
 
         from . import _torch as T
 
+        T.require_eager(model.obj, 'cluster')
         net = copy.deepcopy(model.obj).eval()
         if ctx.can_eval:
             measured["accuracy_before"] = T.accuracy(net, ctx.eval_x, ctx.eval_y)

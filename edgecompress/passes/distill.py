@@ -90,8 +90,10 @@ def run(model, spec: DistillSpec, ctx: PassContext):
                             f"got a {student_model.kind} model")
         student, origin = copy.deepcopy(student_model.obj), f"factory {spec.student}"
     elif spec.teachers:
+        T.require_eager(model.obj, "distill")
         student, origin = copy.deepcopy(model.obj), "the input model"
     else:
+        T.require_eager(teachers[0], "distill")
         student = copy.deepcopy(teachers[0]).eval()
         prune_structured_torch(student, example, amount=spec.shrink)
         origin = f"the teacher with {spec.shrink:.0%} of its channels removed (structured pruning)"
@@ -101,7 +103,7 @@ def run(model, spec: DistillSpec, ctx: PassContext):
                      "teacher_params": t_params, "student_params": s_params,
                      "params_ratio": round(s_params / t_params, 4),
                      "teacher_macs": t_macs, "student_macs": s_macs,
-                     "macs_ratio": round(s_macs / t_macs, 4)})
+                     "macs_ratio": round(s_macs / t_macs, 4) if t_macs and s_macs else None})
     if ctx.can_eval:
         measured["teacher_accuracy"] = [T.accuracy(t, ctx.eval_x, ctx.eval_y) for t in teachers]
         measured["accuracy_before"] = T.accuracy(student, ctx.eval_x, ctx.eval_y)

@@ -101,6 +101,7 @@ def _run_torch(model, spec: PruneSpec, ctx: PassContext) -> tuple[object, dict]:
 
     from . import _torch as T
 
+    T.require_eager(model.obj, 'prune')
     net = copy.deepcopy(model.obj).eval()
     measured: dict = {}
     if ctx.can_eval:

@@ -79,3 +79,25 @@ def tfk_digits(digits_sets_nhwc):
 def tfk_model(tfk_digits):
     """The tf_keras digits CNN as a LoadedModel."""
     return loaded_keras(tfk_digits[0])
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoints(torch_digits, tmp_path_factory):
+    """Three checkpoints of the digits CNN, each fine-tuned from the trained one for an epoch with a
+    different seed and learning rate (as one training run's snapshots would be), saved as
+    TorchScript files (loadable both as models and as state dicts)."""
+    import copy
+
+    import torch
+
+    from edgecompress.examples.digits import train_torch
+
+    model, (xtr, ytr, _, _) = torch_digits
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = []
+    for seed, lr in ((1, 2e-3), (2, 3e-3), (3, 1e-3)):
+        m = train_torch(copy.deepcopy(model), xtr[:2000], ytr[:2000], epochs=1, lr=lr, seed=seed)
+        path = folder / f"digits-{seed}.pt"
+        torch.jit.trace(m, torch.zeros(1, 1, 28, 28)).save(str(path))
+        paths.append(str(path))
+    return paths

@@ -1,0 +1,78 @@
+"""Knowledge distillation and checkpoint merging (uniform and greedy soup) on the digits CNN
+trained on real MNIST."""
+from __future__ import annotations
+
+import pytest
+
+from edgecompress.errors import PassError
+from edgecompress.passes import apply_passes
+
+
+def test_distill_into_the_shrunk_teacher(torch_model, torch_accuracy, digits_sets):
+    train, test = digits_sets
+    out, (rep,) = apply_passes(torch_model, [{"pass": "distill", "shrink": 0.6}], test, train_data=train)
+    m = rep["measured"]
+    assert m["student_params"] <= m["teacher_params"] / 4
+    assert sum(p.numel() for p in out.obj.parameters()) == m["student_params"]
+    assert m["teacher_accuracy"] == [pytest.approx(torch_accuracy)]
+    assert m["accuracy_after"] >= torch_accuracy - 0.03
+    assert m["accuracy_after"] > m["accuracy_before"] + 0.3          # training did the work
+    assert "structured pruning" in m["student"]
+
+
+def test_distill_an_ensemble_into_a_factory_student(torch_model, digits_checkpoints, digits_sets, tmp_path):
+    student = tmp_path / "student.py"
+    student.write_text("from edgecompress.examples.digits import factory\n"
+                       "def small():\n    return factory(width=6)\n")
+    train, test = digits_sets
+    spec = {"pass": "distill", "teachers": digits_checkpoints[:2], "student": f"{student}:small",
+            "epochs": 6}
+    out, (rep,) = apply_passes(torch_model, [spec], test, train_data=train.subset(slice(0, 2500)))
+    m = rep["measured"]
+    assert len(m["teacher_accuracy"]) == 2
+    assert m["params_ratio"] < 0.2
+    assert m["accuracy_after"] >= min(m["teacher_accuracy"]) - 0.06
+    assert rep["settings"]["teachers"] == digits_checkpoints[:2]
+
+
+def test_distill_without_labels_is_an_error(torch_model, digits_sets):
+    from edgecompress.data import Dataset
+
+    with pytest.raises(PassError, match="'distill' trains the student, so it needs labelled training data"):
+        apply_passes(torch_model, [{"pass": "distill"}], Dataset(digits_sets[1].x[:10], None, "x.npy", ""))
+
+
+def test_greedy_soup_is_not_worse_than_the_best_checkpoint(torch_model, digits_checkpoints, digits_sets):
+    train, test = digits_sets
+    out, (rep,) = apply_passes(torch_model, [{"pass": "merge", "checkpoints": digits_checkpoints,
+                                              "method": "greedy"}], test, train_data=train)
+    m = rep["measured"]
+    assert len(m["accuracy_single"]) == 4 and m["chosen"]
+    best_single = max(m["accuracy_single"].values())
+    assert m["accuracy_after"] >= best_single - 0.002                 # held-out: at most 2 digits in 1,000
+    assert m["selection_data"] == "train part"
+
+
+def test_uniform_average_of_checkpoints(torch_model, digits_checkpoints, digits_sets):
+    import torch
+
+    _, test = digits_sets
+    out, (rep,) = apply_passes(torch_model, [{"pass": "merge", "checkpoints": digits_checkpoints,
+                                              "method": "uniform", "include_input": False}], test)
+    states = [torch.jit.load(p).state_dict() for p in digits_checkpoints]
+    mean = sum(s["0.weight"] for s in states) / 3
+    assert torch.allclose(out.obj.state_dict()["0.weight"], mean, atol=1e-6)
+    assert rep["measured"]["accuracy_after"] >= min(rep["measured"]["accuracy_single"].values()) - 0.01
+
+
+def test_merge_refuses_a_different_architecture(torch_model, tmp_path):
+    import torch
+
+    from edgecompress.examples.digits import factory
+
+    path = tmp_path / "wide.pt"
+    torch.save(factory(width=32).state_dict(), path)
+    with pytest.raises(PassError, match="does not fit the model's architecture"):
+        apply_passes(torch_model, [{"pass": "merge", "checkpoints": [str(path)], "method": "uniform"}], None)
+    with pytest.raises(PassError, match="greedy.*needs labelled data"):
+        apply_passes(torch_model, [{"pass": "merge", "checkpoints": [str(tmp_path / "wide.pt")]}], None)
