@@ -217,6 +217,8 @@ class AdbTransport(Transport):
                                  signal=None if p.returncode else "SIGHUP")
         rc = int(m.group(1))
         out = out[:m.start()]
+        if m.group(0).startswith("\r"):          # pre-v2 adb runs the shell on a pty: CRLF line ends
+            out, err = out.replace("\r\n", "\n"), err.replace("\r\n", "\n")
         if rc > 128:
             try:
                 name = _signal.Signals(rc - 128).name

@@ -14,7 +14,7 @@ State: ``$FAKE_ADB_STATE`` names a JSON file
 ``{"devices": {SERIAL: {"state": "device"|"unauthorized"|"offline", "root": DIR,
 "legacy_shell": bool, "model": ..., "product": ..., "device": ...}}}``.
 ``legacy_shell: true`` behaves like adb against Android < 7 (no shell protocol v2): ``adb shell``
-always exits 0 whatever the command's status.
+always exits 0 whatever the command's status, and output lines end in CRLF (the shell is on a pty).
 """
 from __future__ import annotations
 
@@ -147,8 +147,10 @@ def main(argv: list[str]) -> int:
         errs: list[bytes] = []
         t = threading.Thread(target=lambda: errs.append(p.stderr.read()), daemon=True)
         t.start()
+        crlf = dev.get("legacy_shell")                # pre-v2 adb: the shell runs on a pty (CRLF)
         for raw in iter(p.stdout.readline, b""):      # streamed: `adb shell` output arrives as it comes
-            sys.stdout.write(_unmap(raw.decode("utf-8", "replace"), root))
+            text = _unmap(raw.decode("utf-8", "replace"), root)
+            sys.stdout.write(text.replace("\n", "\r\n") if crlf else text)
             sys.stdout.flush()
         rc = p.wait()
         t.join()
