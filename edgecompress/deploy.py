@@ -203,7 +203,10 @@ class DeviceSession:
             self.transport = None
 
     def _step(self, step: str, argv, *, timeout: Optional[float] = None, hint: str = "", stdin=None):
-        res = self.transport.run(argv, timeout=timeout or self.step_timeout_s, stdin=stdin)
+        try:
+            res = self.transport.run(argv, timeout=timeout or self.step_timeout_s, stdin=stdin)
+        except TransportError as e:  # keep the type (ConnectionLost is retried), name the step
+            raise type(e)(f"{self.target.name}: step '{step}' failed: {e}") from e
         if not res.ok:
             raise BenchmarkError(f"{self.target.name}: step '{step}' failed: {res.describe()}"
                                  + (f"; {hint}" if hint else ""))
@@ -354,7 +357,12 @@ class DeviceSession:
                         result["note"] = "; ".join(filter(None, [result.get("note"), (
                             f"measured again after the connection was lost {attempt} time(s): {last}")]))
                     return result
-                except ConnectionLost as e:
+                except TransportError as e:
+                    if not isinstance(e, ConnectionLost):
+                        if last is None:
+                            raise
+                        raise BenchmarkError(f"{self.target.name}: step 'bench' of {path.name} failed: the "
+                                             f"connection was lost ({last}) and could not be made again: {e}") from e
                     last = e
                     if attempt + 1 < BENCH_ATTEMPTS:
                         log.warning("%s: %s; measuring %s again in %.1f s", self.target.name, e, path.name,

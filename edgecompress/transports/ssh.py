@@ -190,7 +190,7 @@ class SSHTransport(Transport):
         self.params = params
         self.trust_new_host = trust_new_host
         self.connect_timeout_s = connect_timeout_s
-        self.io_timeout_s = io_timeout_s or max(30.0, 2 * connect_timeout_s)
+        self.io_timeout_s = io_timeout_s or 2 * connect_timeout_s   # no SFTP progress this long: fail
         self._orphans: list[int] = []  # process groups of commands whose connection dropped
         self._client = None
         self._sftp = None
