@@ -425,7 +425,9 @@ class DeviceSession:
                                  f"(measure.timeout_s); the runner's process group was killed")
         lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
         if not lines:
-            raise BenchmarkError(f"step 'bench/{step}': the runner gave no result: {res.describe()}")
+            hint = ("; a SIGKILL edgecompress did not send is usually the device running out of memory (the "
+                    "kernel's OOM killer): check free memory or the memory limit there") if res.signal == "SIGKILL" else ""
+            raise BenchmarkError(f"step 'bench/{step}': the runner gave no result: {res.describe()}{hint}")
         try:
             doc = json.loads(lines[-1])
         except json.JSONDecodeError as e:
