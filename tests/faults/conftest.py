@@ -139,7 +139,10 @@ def device_files(dev, sub: str = "") -> list[str]:
 
 
 def canaries(tag: str) -> list[Path]:
-    return sorted(CANARY_DIR.glob(f"EC_CANARY_{tag}*"))
+    """Canary files anywhere an injected ``touch`` could land: /tmp, the current folder, the homes of
+    this user and of the lab's device user (the cwd of commands run over SSH)."""
+    dirs = {CANARY_DIR, Path.cwd(), Path.home(), Path(os.path.expanduser("~ecdev"))}
+    return sorted(p for d in dirs for p in d.glob(f"EC_CANARY_{tag}*"))
 
 
 @pytest.fixture
