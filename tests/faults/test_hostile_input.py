@@ -40,8 +40,8 @@ def fp(pub: str) -> str:
 def hostile(tag: str) -> str:
     """A file name (no slash) that runs `touch EC_CANARY_<tag>...` in the current folder of whatever shell
     is ever handed it unquoted (the canary fixture looks there, in /tmp and in the homes)."""
-    return (f"x $(touch EC_CANARY_{tag}_dollar) `touch EC_CANARY_{tag}_tick`; "
-            f"touch EC_CANARY_{tag}_semi 'q\" \nnl")
+    return (f"x $(touch EC_CANARY_{tag}_dollar) `touch EC_CANARY_{tag}_tick`; touch EC_CANARY_{tag}_semi; "
+            f"echo 'q' \"d\"\ntouch EC_CANARY_{tag}_newline")
 
 
 def write_targets(path: Path, *targets: dict) -> Path:
