@@ -245,7 +245,7 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
         input_shape: tuple | None = None, weights: str | None = None, passes: list[dict] | None = None,
         allow_random_calibration: bool = False, trust_new_host: bool = False, measure: dict | None = None,
         eval_samples: int = 200, target_timeout_s: float | None = None, html: str | Path | None | bool = True,
-        progress: Optional[Progress] = None) -> RunResult:
+        cache_dir: str | Path | None = None, progress: Optional[Progress] = None) -> RunResult:
     """Compress ``model`` for each target's profile, measure every artifact on every target, store it all.
 
     ``targets``: target names (or Target objects); empty means ``local`` (or, with a
@@ -298,7 +298,7 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
         _say(progress, "*", "compress", profiles=sorted(profiles))
         try:
             runner.manifests = compress_many(loaded, list(profiles.values()), data=calib, out=out, passes=passes,
-                                             allow_random_calibration=allow_random_calibration,
+                                             allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
                                              progress=lambda msg: _say(progress, "*", "compress_step", text=msg))
             for name, m in runner.manifests.items():
                 store.add_artifacts(run_id, name, m.artifacts, folder=m.folder)

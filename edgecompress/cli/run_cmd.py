@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import sys
 
+import os
+
 from .common import add_targets_file_arg, print_json
+from .compress_cmd import _stdout_to_stderr, add_pass_arguments
 
 
 def add(sub) -> None:
@@ -29,6 +32,9 @@ def add(sub) -> None:
     g.add_argument("--weights", metavar="FILE", help="weights for a file.py:factory model")
     g.add_argument("--random-calibration", action="store_true",
                    help="allow calibrating on random inputs when no --data is given")
+    g.add_argument("--cache", metavar="DIR", help="cache of compression intermediates (default: "
+                                                  "$EDGECOMPRESS_CACHE_DIR or OUT/.cache)")
+    add_pass_arguments(g)
     g = p.add_argument_group("device options")
     g.add_argument("--trust-new-host", action="store_true",
                    help="accept and record the host key of an SSH device seen for the first time")
@@ -45,9 +51,7 @@ def add(sub) -> None:
 
 def _run(args) -> int:
     from ..errors import UsageError
-    from ..models import parse_shape
     from ..report import compare, render_table
-    from ..runs import run
     from ..targets import load_targets
     from .progress import RunProgress
 
@@ -59,13 +63,10 @@ def _run(args) -> int:
     if not names:
         names = [n for n in load_targets(args.targets_file) if n != "local"] if args.targets_file else ["local"]
     progress = RunProgress(names, sys.stderr)
-    result = run(args.model, names, targets_file=args.targets_file, data=args.data, out=args.out, db=args.db,
-                 input_shape=parse_shape(args.input_shape) if args.input_shape else None, weights=args.weights,
-                 allow_random_calibration=args.random_calibration, trust_new_host=args.trust_new_host,
-                 measure={"runs": args.runs, "warmup": args.warmup, "min_seconds": args.min_seconds,
-                          "threads": args.threads},
-                 eval_samples=args.eval_samples, target_timeout_s=args.target_timeout,
-                 html=args.html or True, progress=progress)
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's C++ INFO/WARNING lines
+    with _stdout_to_stderr():        # converters print to stdout; it must carry only our result
+        result = _call_run(args, names, progress)
     if args.json:
         print_json(result.to_dict())
         return result.exit_code
@@ -76,3 +77,16 @@ def _run(args) -> int:
     print(f"run {result.run_id} ({result.status}) stored in {result.db}")
     print(f"report: {result.report}")
     return result.exit_code
+
+
+def _call_run(args, names, progress):
+    from ..models import parse_shape
+    from ..runs import run
+
+    return run(args.model, names, targets_file=args.targets_file, data=args.data, out=args.out, db=args.db,
+               input_shape=parse_shape(args.input_shape) if args.input_shape else None, weights=args.weights,
+               allow_random_calibration=args.random_calibration, trust_new_host=args.trust_new_host,
+               measure={"runs": args.runs, "warmup": args.warmup, "min_seconds": args.min_seconds,
+                        "threads": args.threads},
+               eval_samples=args.eval_samples, target_timeout_s=args.target_timeout,
+               html=args.html or True, progress=progress, passes=list(args.passes), cache_dir=args.cache)

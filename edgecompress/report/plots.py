@@ -36,7 +36,7 @@ def target_figure(rows: list, title: str) -> bytes:
     _bars(axes[1], rows, colors, [r.size_bytes / 1024 if r.size_bytes else 0 for r in rows], "size (KB)")
     _energy(axes[2], rows, colors)
     _distribution(axes[3], rows, colors)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return _png(fig)
 
 
@@ -53,7 +53,8 @@ def _scatter(ax, rows, colors):
     for r, x, y in zip(rows, xs, ys):
         ax.scatter([x], [y], s=70 if r.pareto else 35, color=colors[r.artifact],
                    edgecolors="black" if r.pareto else "none", linewidths=1.2, zorder=3)
-        ax.annotate(r.artifact, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if r.pareto:                      # names on the front only; colours match the other panels
+            ax.annotate(r.artifact, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     front = sorted([(x, y) for r, x, y in zip(rows, xs, ys) if r.pareto])
     if len(front) > 1:
         # the front in this projection: best quality so far as latency grows
@@ -63,12 +64,14 @@ def _scatter(ax, rows, colors):
                 best = y
                 px.append(x)
                 py.append(y)
-        ax.step(px, py, where="post", color="black", linewidth=1, linestyle="--", zorder=2,
-                label="Pareto front")
-        ax.legend(fontsize=7, loc="best")
+        if len(px) > 1:
+            ax.step(px, py, where="post", color="black", linewidth=1, linestyle="--", zorder=2,
+                    label="Pareto front")
+            ax.legend(fontsize=7, loc="best")
     ax.set_xlabel("p50 latency (ms)", fontsize=8)
     ax.set_ylabel("accuracy / agreement (%)" if have_quality else "size (KB)", fontsize=8)
-    ax.set_title("latency vs. " + ("accuracy" if have_quality else "size") + " (ringed: Pareto-best)", fontsize=9)
+    ax.set_title("p50 latency vs. " + ("accuracy" if have_quality else "size") + " (ringed: Pareto-best)",
+                 fontsize=9)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
     ax.margins(0.15)
@@ -109,7 +112,10 @@ def _distribution(ax, rows, colors):
         patch.set_alpha(0.8)
     ax.set_yticks(range(1, len(rows) + 1), [r.artifact for r in rows])
     ax.invert_yaxis()
+    flat = [v for d in data for v in d if v > 0]
+    if flat and max(flat) / min(flat) > 20:      # long tails (a busy device) would hide the boxes
+        ax.set_xscale("log")
     n = sum(len(r.samples) for r in rows)
-    ax.set_title(f"latency distribution (ms, {n} raw samples)", fontsize=9)
+    ax.set_title(f"latency (ms), {n} raw samples", fontsize=9)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3, axis="x")

@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     devices = []
     try:
         for i in range(args.n):
-            devices.append(lab.start_device(f"bench{i}", tmp / "lab", cpu_quota=args.cpu_quota))
+            devices.append(lab.start_device(f"bench{i}", tmp / "lab", cpu_quota=args.cpu_quota,
+                                            cfs_period_us=10000))   # quota >= the kernel minimum of 1 ms
         for d in devices:
             d.profile = str(profile)
         targets_file = lab.write_targets(devices, tmp / "targets.yaml")
