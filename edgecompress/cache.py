@@ -48,6 +48,7 @@ class Cache:
         self.root = Path(root)
         self.progress = progress or (lambda msg: None)
         self.events: list[dict[str, Any]] = []
+        self._failed: dict[str, Exception] = {}    # failures are not stored, but not retried in one run
 
     def step(self, name: str, parts: dict[str, Any], build: Callable[[Path], None],
              label: str = "") -> Path:
@@ -59,13 +60,20 @@ class Cache:
             self.events.append({"step": name, "key": key, "cached": True, "seconds": 0.0})
             self.progress(f"{what}: cached")
             return folder
+        if key in self._failed:
+            raise self._failed[key]
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}-", suffix=".tmp"))
         os.chmod(tmp, 0o755)
         self.progress(f"{what}: running ...")
         t0 = time.perf_counter()
         try:
-            build(tmp)
+            try:
+                build(tmp)
+            except Exception as e:
+                self._failed[key] = e
+                self.progress(f"{what}: failed after {time.perf_counter() - t0:.1f} s")
+                raise
             (tmp / _DONE).write_text(json.dumps({"step": name, **parts}, indent=1, sort_keys=True, default=str))
             try:
                 os.rename(tmp, folder)

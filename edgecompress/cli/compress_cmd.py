@@ -100,9 +100,14 @@ def render(manifest) -> str:
         ratio = size_ratio(manifest, a)
         rows.append((a.path, _size(a.size_bytes) if a.status == "ok" else "",
                      f"{ratio:.2f}x" if ratio is not None else "", _fidelity(a.fidelity) if a.status == "ok" else "",
-                     a.status if a.status == "ok" else f"FAILED: {a.error}"))
+                     a.status if a.status == "ok" else f"FAILED: {_short(a.error)}"))
     title = f"{manifest.profile}: {manifest.folder if manifest.path else ''}"
     return title + "\n" + table(["artifact", "size", "vs fp32", "fidelity", "status"], rows) + "\n"
+
+
+def _short(text: str, n: int = 110) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def _size(n: int) -> str:

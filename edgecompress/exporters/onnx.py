@@ -188,9 +188,23 @@ def _dynamic(src: Path, dst: Path) -> None:
     pre.unlink()
 
 
-def _static_int8(ctx: ExportContext, src: Path, dst: Path, method: str) -> None:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+#: ORT's settings per method; entropy gets more histogram bins than quantized bins, since with
+#: ORT's defaults (128 and 128) its search has one candidate and it equals min-max
+CALIBRATION = {"minmax": ("MinMax", {}),
+               "entropy": ("Entropy", {"num_bins": 1024, "num_quantized_bins": 128}),
+               "percentile": ("Percentile", {"num_bins": 2048, "percentile": 99.999})}
+
+
+def calibrate(ctx: ExportContext, fp32: Path, method: str) -> Path:
+    """Cached step: the pre-processed FP32 model and its activation ranges (``ranges.json``)."""
+    parts = {**ctx.model_key(), "tools": {**fp32_tools(ctx.model.kind), **tool_versions("onnxruntime")},
+             "method": method, "settings": CALIBRATION[method][1], "data": ctx.calib_key()}
+    return ctx.cache.step("onnx-calibration", parts, lambda d: _calibrate(ctx, fp32, method, d), label=method)
+
+
+def _calibrate(ctx: ExportContext, fp32: Path, method: str, folder: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     x = ctx.calib_x()
@@ -205,12 +219,22 @@ def _static_int8(ctx: ExportContext, src: Path, dst: Path, method: str) -> None:
             i = next(self._it, None)
             return None if i is None else {name: np.ascontiguousarray(x[i:i + batch], dtype=np.float32)}
 
-    pre = dst.with_name("preprocessed.onnx")
-    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    quant_pre_process(str(fp32), str(folder / "preprocessed.onnx"), skip_symbolic_shape=True)
+    ort_name, settings = CALIBRATION[method]
     with _quiet():
-        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[method])
-    pre.unlink()
+        cal = create_calibrator(folder / "preprocessed.onnx", None, str(folder / "augmented.onnx"),
+                                calibrate_method=getattr(CalibrationMethod, ort_name), extra_options=settings)
+        cal.collect_data(Reader())
+        save_tensors_data(cal.compute_data(), folder / "ranges.json")
+    (folder / "augmented.onnx").unlink(missing_ok=True)
+
+
+def _static_int8(ctx: ExportContext, src: Path, dst: Path, method: str) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    cal = calibrate(ctx, src, method)
+    with _quiet():
+        quantize_static(str(cal / "preprocessed.onnx"), str(dst), None, quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, CALIBRATION[method][0]),
+                        calibration_cache_path=str(cal / "ranges.json"))

@@ -83,13 +83,15 @@ def run_onnx2tf(ctx: ExportContext, fp32: Path, dest: Path) -> None:
 
 
 def _last_error(text: str) -> str:
-    """The most telling lines of a converter's output (errors, else the tail)."""
+    """The telling lines of a converter's output: its ERROR lines and the final exception."""
     import re
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if re.search(r"error|exception|not supported|unsupported", ln, re.I)]
-    return " | ".join((errs or lines)[-4:])[-800:] or "(no output)"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not re.match(r"^[IWE]\d{4} ", ln.strip())]
+    errors = [ln for ln in lines if ln.startswith("ERROR")]
+    exceptions = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
+    picked = list(dict.fromkeys(errors[:2] + exceptions[-1:])) or lines[-3:]
+    return " | ".join(picked)[:800] or "(no output)"
 
 
 class KerasTfliteExporter(Exporter):
