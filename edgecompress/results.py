@@ -113,7 +113,21 @@ def new_run_id(now: float | None = None) -> str:
 
 def host_facts() -> dict:
     return {"hostname": platform.node(), "arch": platform.machine(), "os": platform.platform(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "pid": os.getpid()}
+
+
+def _alive_here(host: dict) -> bool:
+    """Whether the process that wrote a run is still running (only known on the same machine)."""
+    pid = host.get("pid")
+    if not pid or host.get("hostname") != platform.node():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _dumps(obj: Any) -> Optional[str]:
@@ -152,8 +166,11 @@ class RunInfo:
 
     @property
     def state(self) -> str:
-        """``status``, or ``incomplete`` for a run that never finished (killed or still going)."""
-        return "incomplete" if self.finished_at is None else self.status
+        """``status`` of a finished run; else ``running`` (its process is alive on this machine)
+        or ``incomplete`` (killed half-way, or running elsewhere)."""
+        if self.finished_at is not None:
+            return self.status
+        return "running" if _alive_here(self.host) else "incomplete"
 
     def to_dict(self) -> dict:
         from dataclasses import asdict

@@ -46,7 +46,7 @@ def test_each_result_is_committed_before_the_call_returns(tmp_path, measured):
     for i, res in enumerate(measured["results"], 1):
         store.add_result(run_id, res, profile="p")
         assert reader.execute("SELECT COUNT(*) FROM results WHERE run_id=?", (run_id,)).fetchone()[0] == i
-    assert store.run(run_id).state == "incomplete"       # not finished: shown as such
+    assert store.run(run_id).state == "running"          # not finished, and its process is alive
     store.close()
 
 
