@@ -85,9 +85,12 @@ class RunProgress:
         out = []
         if self.drawn:
             out.append(f"\x1b[{self.drawn}F")
+        import shutil
+
+        cols = max(20, shutil.get_terminal_size((120, 24)).columns - 1)   # a wrapped line breaks the redraw
         for n in self.names:
             label = "compress" if n == "*" else n
-            out.append(f"\x1b[2K{label.ljust(self.width)}  {self.lines[n]}"[:200] + "\n")
+            out.append("\x1b[2K" + f"{label.ljust(self.width)}  {self.lines[n]}"[:cols] + "\n")
         self.drawn = len(self.names)
         self.stream.write("".join(out))
         self.stream.flush()
