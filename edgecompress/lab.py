@@ -85,7 +85,7 @@ def _pins() -> list[str]:
     return pins
 
 
-def device_python(base_python: str = "/usr/bin/python3", cache: Path = PYTHON_CACHE) -> str:
+def device_python(base_python: str = "/usr/bin/python3", cache: Optional[Path] = None) -> str:
     """A venv (no system site-packages) with only numpy + onnxruntime + ai-edge-litert; built once.
 
     Returns its ``bin/python``. It is world-readable so the lab user can run it. pip resolves
@@ -93,6 +93,8 @@ def device_python(base_python: str = "/usr/bin/python3", cache: Path = PYTHON_CA
     """
     import hashlib
 
+    if cache is None:
+        cache = PYTHON_CACHE if os.geteuid() == 0 else Path.home() / ".cache" / "edgecompress"
     pins = _pins()
     ver = _run([base_python, "-c", "import sys; print(sys.version.split()[0])"]).stdout.strip()
     key = hashlib.sha256(f"{base_python} {ver} {' '.join(pins)}".encode()).hexdigest()[:12]

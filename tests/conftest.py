@@ -46,3 +46,40 @@ def lab_sshd(tmp_path_factory):
     lab.write_targets([dev], state / "targets.yaml")
     yield dev
     lab.stop_device(dev)
+
+
+@pytest.fixture(scope="session")
+def digits_artifacts(tmp_path_factory, torch_digits):
+    """Real device artifacts of trained digits CNNs, for deploy/runner tests.
+
+    {"onnx": Path (torch model -> torch.onnx.export, NCHW 1x1x28x28 fp32),
+     "tflite": Path (the Keras twin trained on the same digits -> TFLiteConverter full INT8,
+                     int8 input/output, NHWC 1x28x28x1),
+     "torch": the torch model, "keras_probs": Keras float outputs on x_test[:200],
+     "x": x_test[:200] (NCHW float32), "y": y_test[:200]}"""
+    import torch
+
+    from edgecompress.examples.digits import trained_keras
+
+    out = tmp_path_factory.mktemp("digits_artifacts")
+    model, (_, _, x_test, y_test) = torch_digits
+    onnx_path = out / "model.fp32.onnx"
+    torch.onnx.export(model, (torch.from_numpy(x_test[:1]),), str(onnx_path), dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["logits"])
+    import tensorflow as tf
+
+    kmodel, (xtr, _, xte, _) = trained_keras(epochs=2)
+
+    def representative():
+        for i in range(100):
+            yield [xtr[i:i + 1]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(kmodel)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    tflite_path = out / "model.int8.tflite"
+    tflite_path.write_bytes(conv.convert())
+    return {"onnx": onnx_path, "tflite": tflite_path, "torch": model,
+            "keras_probs": kmodel.predict(xte[:200], verbose=0), "x": x_test[:200], "y": y_test[:200]}

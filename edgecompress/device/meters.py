@@ -315,7 +315,10 @@ class Recorder:
         self._thread: Optional[threading.Thread] = None
 
     def _sample(self) -> None:
-        self._samples.append((time.perf_counter(), self.meter.read()))
+        before = time.perf_counter()
+        value = self.meter.read()
+        # a slow meter (a command) measured somewhere in between: stamp the middle
+        self._samples.append(((before + time.perf_counter()) / 2, value))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
