@@ -266,9 +266,16 @@ def lock(a) -> int:
     def owner() -> str:
         try:
             with open(owner_file) as f:
-                return f.read().strip()
+                text = f.read().strip()
         except OSError:
             return "(unknown owner)"
+        try:
+            d = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(d, dict) and d.get("owner"):
+            return f"{d['owner']} (device pid {d.get('device_pid')})"
+        return text
 
     while True:
         try:
