@@ -43,6 +43,15 @@ class PassContext:
                             f"--data (or --train-data) with x and y (an .npz with 'x' and 'y', or an "
                             f"image folder with one sub-folder per class); got: {self.data_note}")
 
+    def fingerprint(self) -> str:
+        """Content hash of the data the passes train and measure on (part of the new model hash)."""
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha256()
+            for a in (self.train_x, self.train_y, self.eval_x, self.eval_y):
+                h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes() + str(a.shape).encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
     def data_summary(self) -> dict:
         return {"train_samples": 0 if not self.can_train else int(len(self.train_x)),
                 "eval_samples": 0 if not self.can_eval else int(len(self.eval_x)),
@@ -88,11 +97,14 @@ def training_requested(spec, field: str = "epochs") -> bool:
     return field in spec.model_fields_set and getattr(spec, field) > 0
 
 
-def replace_model(model, obj, spec_settings: dict[str, Any], **changes):
-    """A copy of ``model`` holding ``obj``; its sha256 hashes the old one with the pass settings."""
+def replace_model(model, obj, spec_settings: dict[str, Any], ctx: Optional[PassContext] = None, **changes):
+    """A copy of ``model`` holding ``obj``; its sha256 hashes the old one, the pass settings and
+    (for passes that learn from data) the data's fingerprint — it keys compress's cache."""
     h = hashlib.sha256()
     h.update(str(getattr(model, "sha256", "")).encode())
     h.update(json.dumps(spec_settings, sort_keys=True, default=str).encode())
+    if ctx is not None:
+        h.update(ctx.fingerprint().encode())
     return dataclasses.replace(model, obj=obj, sha256=h.hexdigest(), **changes)
 
 

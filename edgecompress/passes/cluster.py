@@ -161,4 +161,4 @@ def run(model, spec: ClusterSpec, ctx: PassContext):
     measured["finetune"] = ({"epochs": spec.epochs, "lr": spec.lr, **ctx.data_summary()} if finetune
                             else {"epochs": 0, "skipped": "epochs is 0" if spec.epochs == 0
                                   else "no labelled data"})
-    return replace_model(model, net, settings(spec)), measured
+    return replace_model(model, net, settings(spec), ctx), measured

@@ -80,8 +80,10 @@ def run(model, spec: DistillSpec, ctx: PassContext):
         if bad:
             raise PassError(f"distill: teachers must be PyTorch models; not: {bad}")
         teachers = [t.obj.eval() for t in loaded]
+        hashes = [t.sha256 for t in loaded]
     else:
         teachers = [model.obj.eval()]
+        hashes = []
     measured: dict = {}
     if spec.student:
         student_model = _load(spec.student, shape, spec.student_weights)
@@ -89,6 +91,7 @@ def run(model, spec: DistillSpec, ctx: PassContext):
             raise PassError(f"distill: student {spec.student!r} must be a PyTorch model, "
                             f"got a {student_model.kind} model")
         student, origin = copy.deepcopy(student_model.obj), f"factory {spec.student}"
+        hashes.append(student_model.sha256)
     elif spec.teachers:
         T.require_eager(model.obj, "distill")
         student, origin = copy.deepcopy(model.obj), "the input model"
@@ -114,4 +117,4 @@ def run(model, spec: DistillSpec, ctx: PassContext):
         measured["accuracy_after"] = T.accuracy(student, ctx.eval_x, ctx.eval_y)
     measured["size_after"] = T.sizes(student)
     measured["training"] = {"epochs": spec.epochs, "lr": spec.lr, **ctx.data_summary()}
-    return replace_model(model, student, settings(spec)), measured
+    return replace_model(model, student, {**settings(spec), "models_sha256": hashes}, ctx), measured

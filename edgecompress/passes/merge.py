@@ -13,6 +13,7 @@ buffers are taken from the first checkpoint.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ def load_state_dict(path: str | Path) -> dict:
     if not path.is_file():
         raise PassError(f"merge: checkpoint {path}: file not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():          # a TorchScript archive: torch.load hands it on itself
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as first:  # noqa: BLE001 - try TorchScript next
         try:
             obj = torch.jit.load(str(path), map_location="cpu").state_dict()
@@ -94,8 +97,12 @@ def _average_arrays(weight_lists: list[list]) -> list:
 
 
 # ---------------------------------------------------------------- both
-def soup(ingredients: list, average, build, score) -> tuple[object, list[int], list[float]]:
-    """Greedy soup over ``ingredients`` (weights); returns (model, chosen indices, single scores)."""
+def soup(ingredients: list, average, build, score) -> tuple[object, list[int], list[float], float]:
+    """Greedy soup over ``ingredients`` (weights).
+
+    Returns (model, chosen indices, each ingredient's score, the soup's score); by construction
+    the soup's score is at least the best single one's.
+    """
     singles = [score(build(w)) for w in ingredients]
     order = sorted(range(len(ingredients)), key=lambda i: -singles[i])
     chosen = [order[0]]
@@ -105,7 +112,7 @@ def soup(ingredients: list, average, build, score) -> tuple[object, list[int], l
         if trial >= best:
             chosen.append(i)
             best = trial
-    return build(average([ingredients[j] for j in chosen])), chosen, singles
+    return build(average([ingredients[j] for j in chosen])), chosen, singles, best
 
 
 def run(model, spec: MergeSpec, ctx: PassContext):
@@ -155,9 +162,10 @@ def run(model, spec: MergeSpec, ctx: PassContext):
         if sel_y is None:
             raise PassError("merge: method 'greedy' (model soup) ranks checkpoints by accuracy, so it "
                             "needs labelled data (--data with x and y); use method 'uniform' without labels")
-        net, chosen, singles = soup(ingredients, average, build, lambda m: acc(m, sel_x, sel_y))
+        net, chosen, singles, best = soup(ingredients, average, build, lambda m: acc(m, sel_x, sel_y))
         measured.update({"chosen": [names[i] for i in chosen],
                          "selection_accuracy": dict(zip(names, singles)),
+                         "selection_accuracy_soup": best,
                          "selection_samples": int(len(sel_x)),
                          "selection_data": "train part" if ctx.can_train else "held-out part (no train part)"})
     else:
@@ -167,4 +175,7 @@ def run(model, spec: MergeSpec, ctx: PassContext):
         measured["accuracy_single"] = {n: acc(build(w), ctx.eval_x, ctx.eval_y)
                                        for n, w in zip(names, ingredients)}
         measured["accuracy_after"] = acc(net, ctx.eval_x, ctx.eval_y)
-    return replace_model(model, net, settings(spec)), measured
+    from ..manifest import sha256_file
+
+    files = {p: sha256_file(p) for p in spec.checkpoints}     # the new hash follows the files' content
+    return replace_model(model, net, {**settings(spec), "checkpoint_sha256": files}, ctx), measured

@@ -217,4 +217,4 @@ def run(model, spec: PruneSpec, ctx: PassContext):
     else:
         raise unsupported("prune", model.kind, "PyTorch and Keras models",
                           "Prune the PyTorch or Keras source, then export")
-    return replace_model(model, net, settings(spec)), measured
+    return replace_model(model, net, settings(spec), ctx), measured

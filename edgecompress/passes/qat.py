@@ -90,4 +90,4 @@ def run(model, spec: QatSpec, ctx: PassContext):
         measured["accuracy_after"] = K.accuracy(q, ctx.eval_x, ctx.eval_y)   # fake-quantized
     measured["training"] = {"epochs": spec.epochs, "lr": spec.lr, **ctx.data_summary()}
     measured["note"] = "accuracy_after is the fake-quantized model; export it as tflite int8"
-    return replace_model(model, q, settings(spec)), measured
+    return replace_model(model, q, settings(spec), ctx), measured

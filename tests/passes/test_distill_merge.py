@@ -20,18 +20,19 @@ def test_distill_into_the_shrunk_teacher(torch_model, torch_accuracy, digits_set
     assert "structured pruning" in m["student"]
 
 
+@pytest.mark.slow
 def test_distill_an_ensemble_into_a_factory_student(torch_model, digits_checkpoints, digits_sets, tmp_path):
     student = tmp_path / "student.py"
     student.write_text("from edgecompress.examples.digits import factory\n"
-                       "def small():\n    return factory(width=6)\n")
+                       "def small():\n    return factory(width=8)\n")
     train, test = digits_sets
     spec = {"pass": "distill", "teachers": digits_checkpoints[:2], "student": f"{student}:small",
-            "epochs": 6}
-    out, (rep,) = apply_passes(torch_model, [spec], test, train_data=train.subset(slice(0, 2500)))
+            "epochs": 8}
+    out, (rep,) = apply_passes(torch_model, [spec], test, train_data=train)
     m = rep["measured"]
     assert len(m["teacher_accuracy"]) == 2
-    assert m["params_ratio"] < 0.2
-    assert m["accuracy_after"] >= min(m["teacher_accuracy"]) - 0.06
+    assert m["params_ratio"] < 0.3
+    assert m["accuracy_after"] >= min(m["teacher_accuracy"]) - 0.04   # from scratch, 8 epochs
     assert rep["settings"]["teachers"] == digits_checkpoints[:2]
 
 
@@ -43,13 +44,17 @@ def test_distill_without_labels_is_an_error(torch_model, digits_sets):
 
 
 def test_greedy_soup_is_not_worse_than_the_best_checkpoint(torch_model, digits_checkpoints, digits_sets):
-    train, test = digits_sets
+    """As compress runs it: the soup is chosen on 600 held-out digits (never trained on by any
+    checkpoint) and judged on 400 others. On the selection digits it is never worse than the best
+    checkpoint (by construction); on the other 400 it is within half a point."""
+    _, test = digits_sets
     out, (rep,) = apply_passes(torch_model, [{"pass": "merge", "checkpoints": digits_checkpoints,
-                                              "method": "greedy"}], test, train_data=train)
+                                              "method": "greedy"}], test, eval_data=test.subset(slice(600, None)))
     m = rep["measured"]
     assert len(m["accuracy_single"]) == 4 and m["chosen"]
-    best_single = max(m["accuracy_single"].values())
-    assert m["accuracy_after"] >= best_single - 0.002                 # held-out: at most 2 digits in 1,000
+    assert m["selection_samples"] == 600 and rep["data"]["eval_samples"] == 400
+    assert m["selection_accuracy_soup"] >= max(m["selection_accuracy"].values())
+    assert m["accuracy_after"] >= max(m["accuracy_single"].values()) - 0.005
     assert m["selection_data"] == "train part"
 
 
@@ -74,5 +79,7 @@ def test_merge_refuses_a_different_architecture(torch_model, tmp_path):
     torch.save(factory(width=32).state_dict(), path)
     with pytest.raises(PassError, match="does not fit the model's architecture"):
         apply_passes(torch_model, [{"pass": "merge", "checkpoints": [str(path)], "method": "uniform"}], None)
+    same = tmp_path / "same.pt"
+    torch.save(torch_model.obj.state_dict(), same)
     with pytest.raises(PassError, match="greedy.*needs labelled data"):
-        apply_passes(torch_model, [{"pass": "merge", "checkpoints": [str(tmp_path / "wide.pt")]}], None)
+        apply_passes(torch_model, [{"pass": "merge", "checkpoints": [str(same)]}], None)
