@@ -234,6 +234,8 @@ class DeviceSession:
                        f"waiting up to {self.lock_timeout_s:.0f} s")
                 log.warning(msg)
                 print(f"edgecompress: {msg}", file=sys.stderr)
+            elif line.startswith("stale "):
+                log.warning("%s: %s", self.target.name, line[6:])
             elif line.startswith("recovered "):
                 self.lock_message = f"recovered a stale device lock left by {line[10:]}"
                 log.warning("%s: %s", self.target.name, self.lock_message)

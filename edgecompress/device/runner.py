@@ -45,6 +45,8 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
   the previous holder died without releasing it); while another process holds it, prints
   ``waiting OWNER`` once and retries until --timeout, then prints ``timeout OWNER`` and exits 3.
   Holds the lock until its stdin ends (the host closed the session or died), then releases it.
+  Once it holds the lock it kills this workdir's ``bench`` runners still running (left by a host
+  that died mid-benchmark) and says so in a ``stale ...`` line before ``locked``.
 """
 from __future__ import annotations
 
@@ -254,6 +256,37 @@ def facts(a) -> dict:
 
 
 # -- lock -------------------------------------------------------------------------------
+def _kill_stale_benchmarks(blobs: str) -> list:
+    """SIGKILL (with their process groups) this user's ``bench`` runners of this workdir: every
+    benchmark runs under the lock, so one still running when the lock is free was left by a host
+    that died or lost its connection, and would skew the next measurement. Linux /proc only."""
+    import signal
+
+    prefix = (blobs.rstrip("/") + "/").encode()
+    me, uid, killed = os.getpid(), os.getuid(), []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return killed
+    for pid in pids:
+        try:
+            if pid == me or os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if b"bench" not in argv or not any(x.startswith(prefix) and x.endswith(b".pyz") for x in argv):
+                continue
+            pgid = os.getpgid(pid)
+            if pgid != os.getpgrp():
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except OSError:
+            continue
+    return killed
+
+
 def lock(a) -> int:
     import fcntl
 
@@ -292,6 +325,9 @@ def lock(a) -> int:
     previous = owner()
     if os.path.exists(owner_file) and "released" not in previous:
         print(f"recovered {previous}", flush=True)
+    stale = _kill_stale_benchmarks(os.path.join(os.path.dirname(os.path.abspath(a.path)), "blobs"))
+    if stale:
+        print(f"stale killed benchmark process(es) {' '.join(map(str, stale))} left by a lost host", flush=True)
     info = json.dumps({"owner": a.owner, "device_pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
     with open(owner_file + ".tmp", "w") as f:
         f.write(info)
