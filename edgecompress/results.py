@@ -266,6 +266,13 @@ class ResultsStore:
         self._write("UPDATE runs SET finished_at=?, status=?, summary_json=? WHERE id=?",
                     (time.time(), status, _dumps(summary or {}), run_id))
 
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a run as running again (``run --resume``); its failed results are dropped, to be redone."""
+        with self._tx() as c:
+            c.execute("BEGIN IMMEDIATE")
+            c.execute("DELETE FROM results WHERE run_id=? AND status != 'ok'", (run_id,))
+            c.execute("UPDATE runs SET finished_at=NULL, status='running' WHERE id=?", (run_id,))
+
     def set_target(self, run_id: str, target: str, *, status: str, profile: str | None = None,
                    transport: str | None = None, error: str | None = None, device: dict | None = None) -> None:
         """Insert or update one target's row (fields given as None keep their stored value)."""

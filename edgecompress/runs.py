@@ -171,6 +171,7 @@ class _Runner:
         self.compress_error: Optional[str] = None
         self.compressed = threading.Event()
         self.outcomes = {t.name: TargetOutcome(t.name, t.profile) for t in targets}
+        self.done: dict = {}     # (target, artifact sha256) -> result kept from the run being resumed
 
     def worker(self, target, profile) -> None:
         out = self.outcomes[target.name]
@@ -217,6 +218,11 @@ class _Runner:
             measure = self.measure(profile)
             for i, a in enumerate(arts, 1):
                 key = f"{a.precision}.{a.format}"
+                prior = self.done.get((target.name, a.sha256))
+                if prior is not None:             # --resume: measured in the run being resumed
+                    out.results.append(prior)
+                    _say(self.progress, target.name, "result", artifact=key, i=i, n=len(arts), result=prior)
+                    continue
                 _say(self.progress, target.name, "bench", artifact=key, i=i, n=len(arts))
                 res = s.bench(_located(a, manifest.folder), measure=measure, inputs=self.held.x,
                               power=profile.power, input_layout=self.layout)
@@ -245,13 +251,17 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
         input_shape: tuple | None = None, weights: str | None = None, passes: list[dict] | None = None,
         allow_random_calibration: bool = False, trust_new_host: bool = False, measure: dict | None = None,
         eval_samples: int = 200, target_timeout_s: float | None = None, html: str | Path | None | bool = True,
-        cache_dir: str | Path | None = None, progress: Optional[Progress] = None) -> RunResult:
+        cache_dir: str | Path | None = None, progress: Optional[Progress] = None,
+        resume: Optional[str] = None) -> RunResult:
     """Compress ``model`` for each target's profile, measure every artifact on every target, store it all.
 
     ``targets``: target names (or Target objects); empty means ``local`` (or, with a
     ``targets_file``, every target in it). ``measure``: overrides of the profiles' measure
     settings (``runs``, ``warmup``, ``min_seconds``, ``threads``, ``cooldown_s``, ``timeout_s``).
     ``html``: True writes ``OUT/report-<run id>.html``, a path writes there, False/None none.
+    ``resume``: the id of an earlier run of the same model and measure settings (killed, or with
+    failures) to continue: its ok results are kept and not measured again (matched by target and
+    artifact sha256), its failed ones are dropped and redone, and it ends under the same id.
     Raises for bad input (exit 2) before any work; device and artifact failures are in the result.
     """
     from .compress import compress_many
@@ -278,14 +288,23 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
 
     out = Path(out)
     store = ResultsStore(db)
-    run_id = store.start_run(model_source=loaded.source, model_sha256=loaded.sha256,
-                             targets=[t.name for t in chosen],
-                             options={"profiles": {t.name: target_profile[t.name].name for t in chosen},
-                                      "data": None if data is None else str(getattr(data, "source", data)),
-                                      "eval_samples": len(held.x), "labels": held.y is not None,
-                                      "measure": overrides, "out": str(out), "passes": passes or []})
+    done: dict = {}
+    if resume:
+        try:
+            run_id, done = _resume(store, resume, loaded, overrides)
+        except BaseException:
+            store.close()
+            raise
+    else:
+        run_id = store.start_run(model_source=loaded.source, model_sha256=loaded.sha256,
+                                 targets=[t.name for t in chosen],
+                                 options={"profiles": {t.name: target_profile[t.name].name for t in chosen},
+                                          "data": None if data is None else str(getattr(data, "source", data)),
+                                          "eval_samples": len(held.x), "labels": held.y is not None,
+                                          "measure": overrides, "out": str(out), "passes": passes or []})
     runner = _Runner(store, run_id, chosen, targets_file=targets_file, trust_new_host=trust_new_host,
                      measure=measure_for, held=held, reference=reference, progress=progress)
+    runner.done = done
     runner.layout = loaded.layout
     result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=runner.outcomes)
     threads = []
@@ -337,6 +356,24 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
         raise
     finally:
         store.close()
+
+
+def _resume(store, run_id: str, loaded, overrides: dict) -> tuple[str, dict]:
+    """Reopen run ``run_id`` (same model and measure settings, else UsageError) ->
+    (its id, {(target, artifact sha256): its ok result})."""
+    old = store.run(run_id)
+    if old.model_sha256 != loaded.sha256:
+        raise UsageError(f"cannot resume run {old.id}: it measured model {old.model_source} "
+                         f"(sha256 {str(old.model_sha256)[:12]}), not {loaded.source} (sha256 {loaded.sha256[:12]}); "
+                         f"resume with the same model or start a new run without --resume")
+    if (old.options.get("measure") or {}) != overrides:
+        raise UsageError(f"cannot resume run {old.id}: it used measure settings {old.options.get('measure') or {}}, "
+                         f"this command {overrides}; give the same --runs/--warmup/--min-seconds/--threads "
+                         f"or start a new run without --resume")
+    done = {(r["target"], r["artifact_sha256"]): r["result"] for r in store.results(old.id) if r["status"] == "ok"}
+    store.reopen_run(old.id)
+    log.info("resuming run %s: %d result(s) kept", old.id, len(done))
+    return old.id, done
 
 
 def _any_artifact_failed(manifests: dict) -> bool:

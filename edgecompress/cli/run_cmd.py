@@ -27,6 +27,9 @@ def add(sub) -> None:
                                                 "$XDG_DATA_HOME/edgecompress/results.db)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.add_argument("--html", metavar="FILE", help="write the HTML report here (default: OUT/report-RUNID.html)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an earlier run of the same model and settings "
+                                                     "(killed or partly failed): what it measured ok is kept, "
+                                                     "not measured again")
     g = p.add_argument_group("compress options")
     g.add_argument("--input-shape", type=str, metavar="1,3,224,224", help="input shape (for models without one)")
     g.add_argument("--weights", metavar="FILE", help="weights for a file.py:factory model")
@@ -89,4 +92,5 @@ def _call_run(args, names, progress):
                measure={"runs": args.runs, "warmup": args.warmup, "min_seconds": args.min_seconds,
                         "threads": args.threads},
                eval_samples=args.eval_samples, target_timeout_s=args.target_timeout,
-               html=args.html or True, progress=progress, passes=list(args.passes), cache_dir=args.cache)
+               html=args.html or True, progress=progress, passes=list(args.passes), cache_dir=args.cache,
+               resume=args.resume)
