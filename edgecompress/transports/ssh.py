@@ -4,7 +4,9 @@ Where to connect, in order of precedence: the target's ``port``/``user``/``ident
 keys, then the ``host`` string (``user@host:port``, ``[v6addr]:port``), then the
 ``~/.ssh/config`` entry for that alias (``HostName``, ``User``, ``Port``, ``IdentityFile``;
 another config file via ``$EDGECOMPRESS_SSH_CONFIG``), then defaults (this user, port 22).
-Keys come from the ssh agent, ``~/.ssh/id_*`` and the identity files.
+Keys come from the ssh agent, ``~/.ssh/id_*`` and the identity files; an encrypted key file is
+opened with the passphrase in ``$EDGECOMPRESS_SSH_PASSPHRASE`` (read when connecting, handed only to
+paramiko, never logged or stored) — or load the key into ssh-agent instead.
 
 Host keys are checked against the target's ``known_hosts`` file. An unknown key is refused
 unless ``trust_new_host`` is set (then it is appended to that file); a CHANGED key is always
@@ -42,6 +44,7 @@ from .local import signal_name
 
 log = logging.getLogger(__name__)
 
+PASSPHRASE_ENV = "EDGECOMPRESS_SSH_PASSPHRASE"
 CONNECT_ATTEMPTS = 3
 BACKOFF_S = (0.5, 1.0, 2.0)
 _PGID = re.compile(r"\A__ec_pgid=(\d+)\n")
@@ -222,6 +225,7 @@ class SSHTransport(Transport):
             try:
                 client.connect(p.hostname, port=p.port, username=p.user,
                                key_filename=p.identity_files or None, allow_agent=True, look_for_keys=True,
+                               passphrase=os.environ.get(PASSPHRASE_ENV) or None,
                                timeout=self.connect_timeout_s, banner_timeout=self.connect_timeout_s,
                                auth_timeout=self.connect_timeout_s)
                 self._client = client
@@ -242,9 +246,12 @@ class SSHTransport(Transport):
             except paramiko.AuthenticationException as e:
                 client.close()
                 keys = ", ".join(p.identity_files) or "none given"
+                hint = (f"the key file is encrypted: add it to ssh-agent or put its passphrase in ${PASSPHRASE_ENV}"
+                        if isinstance(e, paramiko.PasswordRequiredException)
+                        else "Set identity_file in the target or add the key to ssh-agent")
                 raise TransportError(
                     f"authentication to {p} failed ({e}); tried the ssh agent, ~/.ssh/id_* and identity files "
-                    f"({keys}). Set identity_file in the target or add the key to ssh-agent") from e
+                    f"({keys}). {hint}") from e
             except (OSError, EOFError, paramiko.SSHException) as e:
                 client.close()
                 last = e
