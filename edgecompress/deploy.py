@@ -62,10 +62,10 @@ for tmp, want, final in zip(a[0::3], a[1::3], a[2::3]):
             h.update(b)
     if h.hexdigest() != want:
         os.unlink(tmp)
-        bad.append(final + ' (got ' + h.hexdigest() + ')')
+        bad.append(tmp + ': sha256 ' + h.hexdigest() + ', expected ' + want + ' (partial or corrupt; removed)')
     else:
         os.replace(tmp, final)
-print('\n'.join('bad ' + b for b in bad) or 'ok')
+print('\n'.join('bad ' + b for b in bad), file=sys.stderr) if bad else print('ok')
 sys.exit(1 if bad else 0)
 """
 _FREE_PY = "import os,sys; s=os.statvfs(sys.argv[1]); print(s.f_bavail*s.f_frsize)"
