@@ -24,6 +24,11 @@ def digits_model(torch_digits, tmp_path_factory):
     return f"{DIGITS}:factory", weights
 
 
+@pytest.fixture(scope="session")
+def tiny_profile() -> Path:
+    return TINY
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as s:

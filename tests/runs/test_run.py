@@ -143,3 +143,36 @@ def test_a_run_killed_midway_keeps_what_it_finished(digits_model, digits_npz, ru
         assert all(r["status"] == "ok" and r["p50_ms"] > 0 and r["samples"] for r in rows)
     rc, out, _ = cli("compare", "--db", db)
     assert rc == 0 and rows[0]["artifact_key"] in out
+
+
+def test_a_slow_target_does_not_hold_up_the_others(digits_model, digits_npz, lab_sshd, tiny_profile, tmp_path):
+    """`slow` is the real lab sshd behind the lab's TCP fault proxy (400 ms per chunk each way);
+    with --target-timeout it is given up and marked failed while `local` finishes and is kept."""
+    import yaml
+
+    from edgecompress.lab_proxy import FaultProxy, LinkProfile
+
+    with FaultProxy((lab_sshd.host, lab_sshd.port), LinkProfile(delay_ms=400)) as proxy:
+        known = tmp_path / "known_hosts"                   # the device's host key, under the proxy's port
+        key = Path(lab_sshd.known_hosts).read_text().split(f"[{lab_sshd.host}]:{lab_sshd.port} ", 1)[1]
+        known.write_text(f"[127.0.0.1]:{proxy.port} {key.splitlines()[0]}\n")
+        slow = dict(lab_sshd.target_dict(), name="slow", profile=str(tiny_profile),
+                    host=f"{lab_sshd.user}@127.0.0.1:{proxy.port}", known_hosts=str(known),
+                    workdir=f"{lab_sshd.workdir}/slow")          # its own device lock
+        local = {"name": "local", "profile": str(tiny_profile), "transport": "local",
+                 "workdir": str(tmp_path / "dev")}
+        targets = tmp_path / "targets.yaml"
+        targets.write_text(yaml.safe_dump({"targets": [local, slow]}))
+        t0 = time.monotonic()
+        rc, out, err = cli(*run_args(digits_model, digits_npz, targets, tmp_path, "local", "slow"),
+                           "--target-timeout", "12", "--json")
+        took = time.monotonic() - t0
+        assert proxy.stats.connections >= 1                  # it really went through the slow link
+    assert rc == 1, err[-2000:]
+    doc = json.loads(out)
+    assert doc["targets"]["local"]["status"] == "ok" and len(doc["targets"]["local"]["results"]) == 3
+    assert doc["targets"]["slow"]["status"] == "failed" and "timed out" in doc["targets"]["slow"]["error"]
+    assert took < 90
+    with ResultsStore(tmp_path / "results.db") as store:
+        run = store.latest_run()
+        assert run.state == "partial" and len(store.results(run.id)) == 3
