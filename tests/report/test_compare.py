@@ -122,3 +122,17 @@ def test_table_markdown_json_and_history(db, measured, store_run, capsys):
     assert out.index(second) < out.index(first) and "2/2" in out and "4/4" in out
     assert main(["history", "--db", str(db), "--json", "--limit", "1"]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [second]
+
+
+def test_an_artifact_that_failed_to_build_is_a_failed_row_on_each_target(db, measured, store_run):
+    with ResultsStore(db) as store:
+        run_id = store_run(store, measured, targets=("local", "lab"))
+        store.add_artifacts(run_id, "x86-64-host", [{
+            "path": "model.int8.tflite", "format": "tflite", "precision": "int8", "status": "failed",
+            "error": "onnx2tf: unsupported op GridSample"}])
+    comp = compare(db=db)
+    failed = [(r.target, r.artifact, r.error) for r in comp.rows if not r.ok]
+    assert failed == [("lab", "int8.tflite", "compress: onnx2tf: unsupported op GridSample"),
+                      ("local", "int8.tflite", "compress: onnx2tf: unsupported op GridSample")]
+    assert "failed: compress: onnx2tf" in render_table(comp)
+    assert not any(r.pareto for r in comp.rows if not r.ok)
