@@ -48,9 +48,10 @@ def run_targets(lab_sshd, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def shared_compress_cache(tmp_path_factory):
-    """One compressor cache for all run tests (each test has its own --out): later runs reuse steps."""
+    """One compressor cache per test module (each test has its own --out): later runs reuse steps.
+    Module scope, so the variable is gone again before other folders' tests run."""
     import os
 
     old = os.environ.get("EDGECOMPRESS_CACHE_DIR")
