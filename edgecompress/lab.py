@@ -260,7 +260,7 @@ def start_device(name: str, state_dir: Path, *, netns: bool = False, cpu_quota: 
         if limits:
             limits.add(proc.pid)
             dev.cgroups = limits.paths
-            dev.limits = {"cpu_quota": cpu_quota, "memory_mb": memory_mb, "cfs_period_us": cfs_period_us,
+            dev.limits = {"cpu_quota": cpu_quota, "memory_mb": memory_mb, "cfs_period_us": limits.cfs_period_us,
                           "cgroup": limits.version}
         if rate:
             dev.limits["rate"] = rate

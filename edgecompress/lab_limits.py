@@ -167,6 +167,7 @@ def cgroup_support() -> Optional[str]:
 class CgroupLimits:
     version: str
     paths: list[str] = field(default_factory=list)
+    cfs_period_us: int = 1000
 
     @classmethod
     def create(cls, label: str, *, cpu_quota: Optional[float] = None, memory_mb: Optional[int] = None,
@@ -177,9 +178,12 @@ class CgroupLimits:
             raise LimitError(reason)
         if cpu_quota is not None and not 0.01 <= cpu_quota <= 64:
             raise LimitError(f"cpu_quota {cpu_quota} out of range; valid: 0.01..64 CPUs")
+        if cpu_quota is not None and cpu_quota * cfs_period_us < 1000:
+            # the kernel's smallest quota is 1 ms: lengthen the period to keep the share
+            cfs_period_us = int(-(-1000 // cpu_quota))
         version, dirs = _layout()
         name = f"edgecompress-{label}-{secrets.token_hex(3)}"
-        lim = cls(version)
+        lim = cls(version, cfs_period_us=cfs_period_us)
         try:
             if version == "v1":
                 if cpu_quota is not None:

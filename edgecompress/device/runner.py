@@ -21,6 +21,7 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
                 "idle_power_w", "mj_per_inference", ...},
      "thermal": {"temp_c_before", "temp_c_after", "freq_mhz_before", "freq_mhz_after",
                  "throttled", "throttle_flags", "throttled_raw"},
+     "cpu": {"ms_per_inference", "utilization"},   # process CPU time during the runs / their wall time
      "runs": N, "warmup": N, "inputs": [{"name", "shape", "dtype", ...}], "outputs_written": bool}
 
   Exit status 0 when status is "ok", 1 when "failed" (the JSON still says why and at which
@@ -177,6 +178,7 @@ def _bench(a, doc: dict) -> None:
     append = samples.append
     if rec:
         rec.start()
+    cpu0 = os.times()
     start = pc()
     n, runs, min_s = 0, a.runs, a.min_seconds
     while n < runs or pc() - start < min_s:
@@ -184,6 +186,8 @@ def _bench(a, doc: dict) -> None:
         invoke()
         append(pc() - t0)
         n += 1
+    wall = pc() - start
+    cpu1 = os.times()
     run_j, run_s = (rec.stop()[:2]) if rec else (0.0, 0.0)
 
     step("thermal")
@@ -193,6 +197,8 @@ def _bench(a, doc: dict) -> None:
     doc["latency_ms"] = {"import": import_s * 1000.0, "load": load_s * 1000.0, "first": first_s * 1000.0, **stats.summarize(ms),
                          "samples": ms}
     doc["runs"], doc["warmup"] = n, a.warmup
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    doc["cpu"] = {"ms_per_inference": cpu_s / n * 1000.0, "utilization": cpu_s / wall if wall > 0 else None}
     doc["memory_mb"] = {"baseline_rss": baseline, "peak_rss": peak,
                         "delta": (peak - baseline) if peak is not None and baseline is not None else None}
     doc["energy"] = meters_mod.energy_block(meter, load_j=run_j, load_s=run_s, idle_w=idle_w, n=n,
