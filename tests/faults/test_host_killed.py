@@ -43,7 +43,7 @@ def test_sigkill_mid_run_keeps_results_and_resume_does_not_redo_them(make_device
     db = tmp_path / "results.db"
     args = ["run", str(fault_artifacts["digits"]), "--target", dev.name, "--targets", str(tf), "--data", str(data),
             "--out", str(tmp_path / "out"), "--db", str(db), "--cache", str(tmp_path / "cache"),
-            "--eval-samples", "20", "--runs", "5", "--min-seconds", "5"]
+            "--eval-samples", "20", "--runs", "5", "--min-seconds", "6"]
 
     proc = subprocess.Popen([sys.executable, "-m", "edgecompress", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -59,6 +59,7 @@ def test_sigkill_mid_run_keeps_results_and_resume_does_not_redo_them(make_device
 
         state = wait_for(one_result_and_measuring_the_next, 240, "the first result", interval=0.1)
         assert state == "measuring", f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        time.sleep(1.5)           # into the measuring loop, where the runner writes nothing for seconds
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
