@@ -173,7 +173,7 @@ def _bench(a, doc: dict) -> None:
 
     step("measure")
     rec = meters_mod.Recorder(meter, a.energy_interval) if meter is not None else None
-    invoke, pc = model.invoke, time.perf_counter
+    invoke, pc = model.timed_call(), time.perf_counter
     samples = []
     append = samples.append
     if rec:
