@@ -117,7 +117,7 @@ def load_model(spec: str | Path, *, weights: str | Path | None = None,
 def parse_shape(text: str) -> tuple:
     """``"1,3,224,224"`` -> ``(1, 3, 224, 224)``; ModelError for anything else."""
     try:
-        return _check_shape(tuple(int(p) for p in str(text).replace("x", ",").split(",") if p.strip()))
+        return _check_shape(tuple(int(p) for p in str(text).split(",")))
     except ValueError:
         raise ModelError(f"--input-shape {text!r}: expected positive integers separated by commas, "
                          f"e.g. 1,3,224,224") from None

@@ -89,11 +89,14 @@ def test_weights_that_do_not_fit(torch_digits, tmp_path):
 
 
 @pytest.mark.slow
-def test_keras_files_load_with_their_own_shape():
+def test_keras_files_and_saved_model_load_with_their_own_shape(tmp_path):
     k = load_model(D.keras_file())
     h5 = load_model(D.keras_file().with_suffix(".h5"))
+    k.obj.export(str(tmp_path / "saved"))                      # a TensorFlow SavedModel folder
+    sm = load_model(tmp_path / "saved")
     _, _, (_, _, xte, _) = D.torch_model()
     x = xte[:20].transpose(0, 2, 3, 1)
-    for m in (k, h5):
+    for m in (k, h5, sm):
         assert m.kind == "keras" and m.layout == "NHWC" and m.inputs[0].shape == [1, 28, 28, 1]
-    assert np.allclose(k.predict(x), h5.predict(x), atol=1e-5)
+        assert np.allclose(m.predict(x), k.predict(x), atol=1e-5)
+    assert len({k.sha256, sm.sha256}) == 2
