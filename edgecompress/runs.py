@@ -330,6 +330,11 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
                 store.finish_run(run_id, "failed", {"error": runner.compress_error})
                 raise
             _say(progress, "*", "compress_failed", error=runner.compress_error)
+        except Exception as e:            # a bug, not a device or input problem: record it, then raise
+            runner.compress_error = f"{type(e).__name__}: {e}"
+            runner.compressed.set()
+            store.finish_run(run_id, "failed", {"error": runner.compress_error})
+            raise
         finally:
             runner.compressed.set()
         deadline = None if target_timeout_s is None else time.monotonic() + target_timeout_s
