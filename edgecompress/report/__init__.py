@@ -84,6 +84,7 @@ class Comparison:
     targets: list[dict]                   # per run × target: status, error, device facts
     checks: list[Check] = field(default_factory=list)
     baseline: Optional[RunInfo] = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Row]:
@@ -97,7 +98,7 @@ class Comparison:
         return {"db": self.db, "runs": [r.to_dict() for r in self.runs],
                 "baseline": self.baseline.to_dict() if self.baseline else None,
                 "rows": [r.to_dict(samples) for r in self.rows], "targets": self.targets,
-                "checks": [c.to_dict() for c in self.checks]}
+                "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
 
 
 def _num(v) -> Optional[float]:
@@ -182,10 +183,11 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
     """Rows for ``run_ids`` (unique prefixes work; the latest run when empty).
 
     With ``fail_on`` (e.g. ``["p50:+5%"]``), compares the (single) run against ``baseline``
-    (default: the previous run of the same model) and fills ``checks``; a rule that cannot be
-    checked because there is no baseline raises ResultsError.
+    (default: the previous run of the same model) and fills ``checks``. Without a previous run
+    (a model's first run) nothing is checked and ``notes`` says so; an unknown ``baseline`` id
+    raises ResultsError.
     """
-    from ..errors import ResultsError, UsageError
+    from ..errors import UsageError
 
     store, own = _open(db)
     try:
@@ -202,10 +204,11 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
                 raise UsageError("--fail-on/--baseline check one run against a baseline; "
                                  f"got {len(runs)} runs ({', '.join(r.id for r in runs)})")
             base = store.run(baseline) if baseline else store.previous_run(runs[0])
-            if base is None:
-                raise ResultsError(
-                    f"run {runs[0].id} has no baseline: no earlier run of model "
-                    f"{(runs[0].model_sha256 or '?')[:12]} in {store.path}; name one with --baseline RUN_ID")
+            if base is None:             # the first run of a model (e.g. a CI's first): nothing to check
+                comp.notes.append(
+                    f"no baseline: run {runs[0].id} is the first run of model {(runs[0].model_sha256 or '?')[:12]} "
+                    f"in {store.path}; nothing was checked (name one with --baseline RUN_ID)")
+                return comp
             comp.baseline = base
             base_rows, _ = rows_for_run(store, base)
             comp.checks = check_regressions(rows, base_rows, rules)

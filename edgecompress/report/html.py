@@ -55,8 +55,9 @@ def _runs_section(comparison) -> list[str]:
 
 
 def _checks_section(comparison) -> list[str]:
+    notes = [f"<p class='meta'>note: {_e(n)}</p>" for n in comparison.notes]
     if not comparison.checks:
-        return []
+        return notes
     n = len(comparison.regressions)
     verdict = f"<span class='fail'>{n} regression(s)</span>" if n else "<span class='pass'>no regression</span>"
     out = [f"<h2>Regression checks against {_e(comparison.baseline.id if comparison.baseline else '?')}</h2>",
@@ -70,7 +71,7 @@ def _checks_section(comparison) -> list[str]:
                    f"<td class='num'>{_e(c.current if c.current is None else f'{c.current:.4g}')}</td>"
                    f"<td class='num'>{_e(change)}</td><td>{_e(c.note)}</td></tr>")
     out.append("</table>")
-    return out
+    return notes + out
 
 
 def _table_section(comparison) -> list[str]:

@@ -74,9 +74,10 @@ def render_markdown(comparison) -> str:
 
 
 def _checks_text(comparison) -> list[str]:
+    notes = [f"note: {n}" for n in comparison.notes]
     if not comparison.checks:
-        return []
+        return notes
     base = comparison.baseline.id if comparison.baseline else "?"
     n = len(comparison.regressions)
     head = f"regression checks against {base}: " + (f"{n} FAILED" if n else "all passed")
-    return [head] + ["  " + c.describe() for c in comparison.checks]
+    return notes + [head] + ["  " + c.describe() for c in comparison.checks]

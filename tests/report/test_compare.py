@@ -92,15 +92,18 @@ def test_a_target_failing_now_is_a_regression(db, measured, store_run):
     assert len(comp.regressions) == 2 and all("connection refused" in c.note for c in comp.regressions)
 
 
-def test_bad_rules_and_missing_baseline_are_clear_errors(db, measured, store_run):
+def test_bad_rules_unknown_baseline_and_first_runs(db, measured, store_run):
     for bad, match in (("p50", "expected METRIC"), ("latency:+5%", "valid: p50"), ("p50:-5%", "increase"),
                        ("accuracy:+1%", "drop")):
         with pytest.raises(UsageError, match=match):
             parse_fail_on(bad)
     with ResultsStore(db) as store:
-        store_run(store, measured)
-    with pytest.raises(ResultsError, match="no baseline"):
-        compare(db=db, fail_on=["p50:+5%"])
+        first = store_run(store, measured)
+    comp = compare(db=db, fail_on=["p50:+5%"])              # a model's first run (a CI's first): passes
+    assert not comp.checks and "no baseline" in comp.notes[0] and "no baseline" in render_table(comp)
+    with pytest.raises(ResultsError, match="no run 'nope'"):
+        compare(db=db, fail_on=["p50:+5%"], baseline="nope")
+    assert compare([first], db=db, fail_on=["p50:+5%"], baseline=first).checks
     with pytest.raises(ResultsError, match="no runs"):
         compare(db=db.parent / "empty.db")
 
