@@ -53,9 +53,9 @@ LOW_AGREEMENT = 0.9
 class _Job:
     """What compressing one model shares between profiles: model, samples, reference, cache."""
 
-    def __init__(self, model, data, out, *, allow_random_calibration: bool, cache_dir, progress):
+    def __init__(self, model: LoadedModel, data, out, *, allow_random_calibration: bool, cache_dir, progress):
         self.progress = progress or (lambda msg: log.info("%s", msg))
-        self.model = model if isinstance(model, LoadedModel) else load_model(model)
+        self.model = model
         self.dataset = self._dataset(data, allow_random_calibration)
         self.calib, self.eval = self.dataset.split(CALIB_SAMPLES, EVAL_SAMPLES)
         self.out = Path(out)
@@ -128,14 +128,18 @@ def compress_many(model, profiles: Iterable, data=None, out: str | Path = "out",
     profiles = [load_profile(p) for p in profiles]
     if not profiles:
         raise UsageError("no profile given")
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise UsageError(f"profile names must differ (each gets its own folder): {', '.join(names)}")
     passes = list(passes or [])
     if passes:
         from .passes import validate_pass_specs
 
         validate_pass_specs(passes, source="command line", error=UsageError)
+    model = model if isinstance(model, LoadedModel) else load_model(model)
+    plans = [(p, check_supported(model.kind, p.artifacts, f"profile {p.name}")) for p in profiles]
     job = _Job(model, data, out, allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
                progress=progress)
-    plans = [(p, check_supported(job.model.kind, p.artifacts, f"profile {p.name}")) for p in profiles]
     return {p.name: _compress_one(job, p, caps, [*p.passes, *passes]) for p, caps in plans}
 
 

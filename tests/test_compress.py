@@ -173,3 +173,15 @@ def test_random_calibration_needs_consent_and_says_so(tmp_path):
     assert any("INT8 accuracy is unknown" in s for s in said)
     assert m.data["random"] is True and m.data["labels"] is False
     assert m.artifacts[0].status == "ok" and m.artifacts[0].fidelity.accuracy is None
+
+
+def test_profiles_are_checked_before_any_work(tmp_path):
+    from edgecompress.compress import compress_many
+    from edgecompress.errors import ProfileError, UsageError
+
+    p = D.profile_yaml("twice", [("onnx", "fp32")])
+    with pytest.raises(UsageError, match="profile names must differ"):
+        compress_many(D.onnx_file(), [p, p], D.data_files()[0], tmp_path)
+    with pytest.raises(ProfileError, match="unknown profile 'no-such-board'"):
+        compress_many(D.onnx_file(), [p, "no-such-board"], D.data_files()[0], tmp_path)
+    assert not any(tmp_path.iterdir())

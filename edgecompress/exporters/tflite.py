@@ -45,7 +45,7 @@ class Onnx2TfExporter(Exporter):
         fp32 = export_fp32(ctx)
         tools = {**fp32_tools(ctx.model.kind), **tool_versions("onnx2tf", "tensorflow")}
         parts = {**ctx.model_key(), "tools": tools, "data": ctx.calib_key(),
-                 "opts": {"batch": 1, "quant_type": "per-channel", "io": "int8"}}
+                 "opts": {"batch": 1, "quant_type": "per-channel", "io": "int8", "keep_nhwc": True}}
         folder = ctx.cache.step("onnx2tf", parts, lambda d: run_onnx2tf(ctx, fp32, d),
                                 label="(ONNX -> TFLite fp32, fp16, dynamic, int8)")
         path = folder / f"model.{spec.precision}.tflite"
@@ -68,6 +68,8 @@ def run_onnx2tf(ctx: ExportContext, fp32: Path, dest: Path) -> None:
                "-i", "model.onnx", "-o", "tf", "-b", "1", "-oiqt", "-qt", "per-channel",
                "-cind", spec.name, "calib.npy", ones.format(0.0), ones.format(1.0),
                "-iqd", "int8", "-oqd", "int8", "-n"]
+        if ctx.model.layout == "NHWC":          # already channels-last: onnx2tf must not transpose it again
+            cmd += ["-kat", spec.name]
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
         try:
             proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
