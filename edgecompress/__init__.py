@@ -5,6 +5,8 @@ The public verbs (imported lazily, so ``import edgecompress`` stays light)::
     load_profile(name_or_path)            -> DeviceProfile
     load_target(name, targets_file=None)  -> Target
     compress(model, profile, data=None, out="out") -> Manifest
+    compress_many(model, profiles, data=None, out="out") -> {profile: Manifest}  (shared steps once)
+    load_model(spec, weights=None, input_shape=None) -> LoadedModel
     benchmark(target, artifacts, ...)     -> list[dict]   (benchmark results, DESIGN.md)
     run(model, targets, ...)              -> RunResult    (compress + deploy + measure + store)
     compare(run_ids=None, db=None)        -> Comparison
@@ -18,6 +20,8 @@ _VERBS = {
     "load_profile": "edgecompress.profiles",
     "load_target": "edgecompress.targets",
     "compress": "edgecompress.compress",
+    "compress_many": "edgecompress.compress",
+    "load_model": "edgecompress.models",
     "benchmark": "edgecompress.deploy",
     "run": "edgecompress.runs",
     "compare": "edgecompress.report",

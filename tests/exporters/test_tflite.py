@@ -4,6 +4,7 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import pytest
 
 import digits_artifacts as D
 
@@ -34,3 +35,18 @@ def test_rgb_model_converts_without_network(tmp_path):
     fp32, int8 = m.artifacts
     assert fp32.inputs[0].shape == [1, 32, 32, 3] and fp32.fidelity.max_abs < 1e-4
     assert int8.inputs[0].dtype == "int8" and int8.fidelity.cosine > 0.99
+
+
+@pytest.mark.slow
+def test_channels_last_onnx_stays_channels_last(tmp_path):
+    """An ONNX file that takes NHWC (here: the Keras twin exported to ONNX) is not transposed again."""
+    from edgecompress.compress import compress
+
+    keras_onnx = D.compressed("keras").folder / "model.fp32.onnx"
+    m = compress(keras_onnx, D.profile_yaml("nhwc", [("tflite", "fp32"), ("tflite", "int8")]),
+                 D.data_files()[1], tmp_path / "out")
+    assert m.model["layout"] == "NHWC"
+    for a in m.artifacts:
+        assert a.status == "ok", a.error
+        assert a.layout == "NHWC" and a.inputs[0].shape == [1, 28, 28, 1]
+        assert a.fidelity.accuracy >= a.fidelity.reference_accuracy - 0.01
