@@ -61,11 +61,16 @@ def _set_module(root, dotted: str, new) -> None:
 
 
 def run(model, spec: FuseSpec, ctx: PassContext):
-    if model.kind in ("onnx", "keras"):
-        where = ("the ONNX exporter's graph optimisation" if model.kind == "onnx"
-                 else "the TFLite converter")
-        return model, {"folded": [], "note": f"{model.kind} model: Conv+BatchNorm is folded at export "
-                                             f"by {where}; nothing changed here"}
+    if model.kind == "onnx":
+        bns = [n.name or f"node{i}" for i, n in enumerate(model.obj.graph.node) if n.op_type == "BatchNormalization"]
+        return model, {"folded": [], "batchnorm_at_export": bns,
+                       "note": "onnx model: BatchNormalization nodes are folded at export by the ONNX "
+                               "exporter's graph optimisation; nothing changed here"}
+    if model.kind == "keras":
+        bns = [l.name for l in model.obj.layers if "BatchNormalization" in type(l).__name__]
+        return model, {"folded": [], "batchnorm_at_export": bns,
+                       "note": "keras model: BatchNormalization layers are folded at export by the TFLite "
+                               "converter (and tf2onnx); nothing changed here"}
     if model.kind != "torch":
         raise PassError(f"fuse: unknown model kind {model.kind!r}; valid: torch, onnx, keras")
     from . import _torch as T

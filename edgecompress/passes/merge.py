@@ -79,12 +79,15 @@ def _keras_weights(template, path: str) -> list:
     p = Path(path)
     if not p.exists():
         raise PassError(f"merge: checkpoint {p}: file not found")
+    from . import _keras as K
+
+    lib = K.tf_keras() if K.is_tf_keras(template) else keras
     try:
         if p.name.endswith(".weights.h5"):
-            m = keras.models.clone_model(template)
+            m = lib.models.clone_model(template)
             m.load_weights(str(p))
         else:
-            m = keras.saving.load_model(str(p), compile=False)
+            m = lib.models.load_model(str(p), compile=False)
         return [np.asarray(w) for w in m.get_weights()]
     except Exception as e:  # noqa: BLE001 - keras raises many kinds
         raise PassError(f"merge: checkpoint {p}: cannot load as a Keras model or weights "

@@ -2,6 +2,7 @@
 trained on real MNIST."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from edgecompress.errors import PassError
@@ -83,3 +84,21 @@ def test_merge_refuses_a_different_architecture(torch_model, tmp_path):
     torch.save(torch_model.obj.state_dict(), same)
     with pytest.raises(PassError, match="greedy.*needs labelled data"):
         apply_passes(torch_model, [{"pass": "merge", "checkpoints": [str(same)]}], None)
+
+
+def test_keras_uniform_merge_of_weight_files(tfk_model, tmp_path):
+    """Two tf_keras checkpoints (the trained weights shifted by +d and -d) average back to them."""
+    from edgecompress.passes import _keras as K
+
+    base = tfk_model.obj.get_weights()
+    paths = []
+    for sign in (1, -1):
+        m = K.to_tf_keras(tfk_model.obj)
+        m.set_weights([w + sign * 0.01 if w.dtype.kind == "f" else w for w in base])
+        paths.append(str(tmp_path / f"ckpt{sign}.weights.h5"))
+        m.save_weights(paths[-1])
+    out, (rep,) = apply_passes(tfk_model, [{"pass": "merge", "checkpoints": paths, "method": "uniform",
+                                            "include_input": False}], None)
+    for got, want in zip(out.obj.get_weights(), base):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert rep["measured"]["chosen"] == paths

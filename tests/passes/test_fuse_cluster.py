@@ -24,6 +24,7 @@ def test_fuse_folds_every_conv_bn_pair_and_keeps_outputs(torch_model, digits_set
 def test_fuse_on_keras_is_reported_as_done_at_export(tfk_model):
     out, (rep,) = apply_passes(tfk_model, [{"pass": "fuse"}], None)
     assert out is tfk_model and rep["measured"]["folded"] == []
+    assert len(rep["measured"]["batchnorm_at_export"]) == 3
     assert "at export" in rep["measured"]["note"]
 
 
@@ -60,3 +61,17 @@ def test_keras_clustering_with_tfmot(tfk_model, tfk_digits, digits_sets_nhwc):
             assert len(np.unique(layer.get_weights()[0])) <= 16
     assert m["size_after"]["gzip_bytes"] < 0.5 * m["size_before"]["gzip_bytes"]
     assert m["accuracy_after"] >= tfk_digits[1] - 0.03
+
+
+def test_fuse_on_onnx_lists_what_export_folds(torch_digits, tmp_path):
+    """An ONNX source (exported here from the trained digits CNN) is left as is; its BN nodes are named."""
+    import torch
+
+    from edgecompress.models import load_model
+
+    path = tmp_path / "digits.onnx"
+    torch.onnx.export(torch_digits[0].eval(), (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False,
+                      opset_version=17, do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE)
+    model = load_model(path)
+    out, (rep,) = apply_passes(model, [{"pass": "fuse"}], None)
+    assert out is model and len(rep["measured"]["batchnorm_at_export"]) == 3
