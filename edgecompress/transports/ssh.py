@@ -368,7 +368,11 @@ class SSHTransport(Transport):
     # -- files ------------------------------------------------------------------------
     def sftp(self):
         if self._sftp is not None and (self._sftp.sock.closed or self._lost()):
-            self.close()
+            stale, self._sftp = self._sftp, None    # reopened below; connect() reconnects if the link died
+            try:
+                stale.close()
+            except Exception:  # noqa: BLE001
+                pass
         if self._sftp is None:
             try:
                 self._sftp = self.connect().open_sftp()
