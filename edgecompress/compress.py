@@ -34,7 +34,7 @@ import numpy as np
 
 from ._version import __version__
 from .cache import Cache, default_cache_dir
-from .data import Dataset, load_data, random_data
+from .data import Dataset, check_fits, load_data, random_data
 from .errors import DataError, UsageError
 from .exporters import check_supported, find_capability, get_exporter
 from .exporters.base import ExportContext
@@ -66,6 +66,7 @@ class _Job:
 
     def _dataset(self, data, allow_random: bool) -> Dataset:
         if isinstance(data, Dataset):
+            check_fits(data.x, self.model, data.source)
             return data
         if data is not None:
             return load_data(data, self.model)

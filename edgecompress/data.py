@@ -87,7 +87,7 @@ def load_data(path: str | Path, model) -> Dataset:
             raise DataError(f"{path}: the .npz has no array 'x' (it has: {', '.join(keys) or 'nothing'}); "
                             f"put the samples in 'x' and optional integer labels in 'y'")
         x, y, what = loaded["x"], (loaded["y"] if "y" in keys else None), "npz x"
-    x = _fit(np.asarray(x), model, path)
+    x = check_fits(np.asarray(x), model, path)
     prep = f"{what} as-is ({x.dtype} -> float32, no scaling)" if x.dtype != np.float32 else f"{what} as-is"
     return Dataset(x.astype(np.float32), _labels(y, len(x), path), str(path), prep)
 
@@ -99,7 +99,8 @@ def random_data(model, n: int, seed: int = 0) -> Dataset:
     return Dataset(x, None, "random", f"random uniform [0, 1), seed {seed}: INT8 accuracy unknown")
 
 
-def _fit(x: np.ndarray, model, path) -> np.ndarray:
+def check_fits(x: np.ndarray, model, path) -> np.ndarray:
+    """``x`` if its samples fit ``model``'s input; DataError naming both shapes (and a likely fix) if not."""
     want = list(model.inputs[0].shape)
     if x.dtype.kind not in "fiub":
         raise DataError(f"{path}: x has dtype {x.dtype}; expected numbers")
