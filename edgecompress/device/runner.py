@@ -134,7 +134,7 @@ def _bench(a, doc: dict) -> None:
 
     baseline = _status_kb("VmRSS")
     root = a.sysfs_root
-    step("thermal")
+    step("thermal-before")
     before = thermal.snapshot(root)
     step("load")
     if not os.path.exists(a.model):
@@ -190,7 +190,7 @@ def _bench(a, doc: dict) -> None:
     cpu1 = os.times()
     run_j, run_s = (rec.stop()[:2]) if rec else (0.0, 0.0)
 
-    step("thermal")
+    step("thermal-after")
     after = thermal.snapshot(root)
     peak = _status_kb("VmHWM")
     ms = [s * 1000.0 for s in samples]

@@ -80,28 +80,44 @@ def test_runs_at_least_min_seconds_and_uses_threads(device_python, runner_pyz, d
     assert doc["energy"]["method"] == "unavailable" and doc["energy"]["mj_per_inference"] is None
 
 
-def test_peak_memory_matches_vmhwm_read_from_outside(device_python, runner_pyz, digits_artifacts):
-    """VmHWM polled from /proc/<pid>/status by this process, and the kernel's ru_maxrss of the
-    finished child, bracket the peak the runner reports about itself."""
+def test_peak_memory_matches_vmhwm_read_from_outside(device_python, runner_pyz, digits_artifacts, tmp_path):
+    """This process polls /proc/<pid>/status VmHWM until the runner says the timed runs are over
+    (``step: thermal-after`` on stderr; it reads its own VmHWM just after). (ru_maxrss from
+    wait4 is no check here: it keeps the forked copy of this big pytest process from before exec.)"""
+    import threading
+
+    out = open(tmp_path / "out.json", "w+")  # a file, not a pipe: the JSON is larger than a pipe buffer
     proc = subprocess.Popen([device_python, "-I", str(runner_pyz), "bench", "--model", str(digits_artifacts["tflite"]),
                              "--runs", "50", "--min-seconds", "0.5", "--energy", "none"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdout=out, stderr=subprocess.PIPE, text=True)
+    measured = threading.Event()
+
+    def watch():
+        for line in proc.stderr:
+            if line.strip() == "step: thermal-after":
+                measured.set()
+
+    threading.Thread(target=watch, daemon=True).start()
     outside = 0.0
-    while proc.poll() is None:
-        try:
-            with open(f"/proc/{proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        outside = max(outside, int(line.split()[1]) / 1024)
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.005)
-    _, status, usage = os.wait4(proc.pid, 0)
-    doc = json.loads(proc.stdout.read())
+    while True:
+        pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if not measured.is_set():
+            try:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            outside = max(outside, int(line.split()[1]) / 1024)
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.002)
+    out.seek(0)
+    doc = json.loads(out.read())
     reported = doc["memory_mb"]["peak_rss"]
     assert outside > 20
-    assert outside <= reported + 0.5
-    assert abs(usage.ru_maxrss / 1024 - reported) < 2.0
+    assert outside <= reported <= outside + 1.0
 
 
 def test_broken_artifact_is_reported_with_its_step(device_python, runner_pyz, tmp_path):
