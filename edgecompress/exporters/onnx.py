@@ -172,7 +172,8 @@ def _fp16(src: Path, dst: Path) -> None:
     import onnx
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    with _quiet():      # it warns for every weight too small for fp16 (those become 0 or the fp16 minimum)
+        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
 
 
