@@ -89,8 +89,8 @@ while True:
 
 
 def test_runner_measures_rapl_energy_within_1_percent_across_wraps(device_python, runner_pyz, tiny_onnx, tmp_path):
-    """A writer process advances energy_uj at exactly 7.5 W, wrapping every 0.4 s."""
-    watts, max_uj = 7.5, 3_000_000
+    """A writer process advances energy_uj at exactly 7.5 W, wrapping every 0.93 s."""
+    watts, max_uj = 7.5, 7_000_000
     dom = tmp_path / "sys/class/powercap/intel-rapl:0"
     _write(dom / "max_energy_range_uj", max_uj)
     _write(dom / "energy_uj", 0)
@@ -99,16 +99,16 @@ def test_runner_measures_rapl_energy_within_1_percent_across_wraps(device_python
         while (dom / "energy_uj").read_text().strip() == "0":  # the writer is running
             time.sleep(0.01)
         doc, _ = run_runner(device_python, runner_pyz, "bench", "--model", tiny_onnx, "--runs", "20",
-                            "--warmup", "2", "--min-seconds", "1.5", "--energy", "rapl", "--sysfs-root", tmp_path,
+                            "--warmup", "2", "--min-seconds", "1.6", "--energy", "rapl", "--sysfs-root", tmp_path,
                             "--idle-seconds", "0.8", "--energy-interval", "0.05")
     finally:
         writer.kill()
         writer.wait()
     e = doc["energy"]
     assert e["method"] == "measured" and e["source"] == "rapl"
-    assert e["avg_power_w"] == pytest.approx(watts, rel=0.01)
+    assert e["avg_power_w"] == pytest.approx(watts, rel=0.01), e
     assert e["idle_power_w"] == pytest.approx(watts, rel=0.01)
-    assert e["details"]["wraps"] >= 3
+    assert e["details"]["wraps"] >= 2
     # constant power: the idle baseline takes it all, (almost) nothing is left per inference
     assert abs(e["mj_per_inference"]) < 0.03 * watts * doc["latency_ms"]["mean"] + 0.01 * watts * 1.5 / doc["runs"] * 1000
 
