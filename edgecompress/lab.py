@@ -212,7 +212,7 @@ def _sshd_config(dev: LabDevice, listen: str) -> str:
 
 def start_device(name: str, state_dir: Path, *, netns: bool = False, cpu_quota: Optional[float] = None,
                  memory_mb: Optional[int] = None, rate: Optional[str] = None,
-                 cfs_period_us: int = 1000, python: Optional[str] = None) -> LabDevice:
+                 cfs_period_us: int = 10000, python: Optional[str] = None) -> LabDevice:
     """Start one virtual device; raise :class:`LabError` (cleaning up) when a part cannot be made."""
     reason = why_not()
     if reason:
