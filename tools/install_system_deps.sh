@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab and the tests use, when missing:
 #   openssh-server (real sshd for lab devices), iproute2 (network namespaces, tc),
-#   adb (Android transport client), chromium (HTML report screenshots).
+#   adb (Android transport client), chromium (HTML report screenshots),
+#   python3-venv (the lab's device Python is a venv of the system python3).
 # Needs root (CI runs as root); without it, prints what to install and goes on —
 # the tests that need a missing part say so.
 set -uo pipefail
@@ -10,6 +11,8 @@ command -v /usr/sbin/sshd >/dev/null 2>&1 || need+=(openssh-server)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v adb >/dev/null 2>&1 || need+=(adb)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# the lab builds its device Python (numpy + runtimes only) as a venv of the system python3
+[ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install_system_deps: not root; please install: ${need[*]}" >&2

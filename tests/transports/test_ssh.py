@@ -10,7 +10,7 @@ import pytest
 from edgecompress.errors import HostKeyError, TransportError
 from edgecompress.targets import Target
 from edgecompress.transports import open_transport
-from edgecompress.transports.ssh import SSHTransport, fingerprint, parse_host, resolve
+from edgecompress.transports.ssh import SSHTransport, parse_host, resolve
 
 pytestmark = pytest.mark.lab
 
