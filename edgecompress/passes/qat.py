@@ -2,9 +2,8 @@
 
 The model (rebuilt in tf_keras when it is a Keras 3 chain of layers) gets fake-quantization
 nodes (8-bit, per-channel weights; Conv+BN+ReLU folded as TFLite will run them) and is trained
-on the labelled data so the weights adapt to INT8. Its full-integer TFLite conversion
-(:func:`to_int8_tflite`, what a profile's ``{format: tflite, precision: int8}`` artifact is)
-then keeps the trained quantization ranges.
+on the labelled data so the weights adapt to INT8. A profile's ``{format: tflite, precision:
+int8}`` artifact (TFLiteConverter, full integer) then keeps the trained quantization ranges.
 """
 from __future__ import annotations
 
@@ -29,48 +28,6 @@ def qat_keras(model, x: np.ndarray, y: np.ndarray, *, epochs: int = 2, lr: float
     K.compile_classifier(q, lr, K.steps(len(x), epochs, batch_size))
     q.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
     return q
-
-
-def to_int8_tflite(model, calib_x: np.ndarray, n_calib: int = 200) -> bytes:
-    """Full-integer TFLite (int8 input and output) of a tf_keras / QAT model."""
-    import tensorflow as tf
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-
-    def rep():
-        for i in range(min(n_calib, len(calib_x))):
-            yield [calib_x[i:i + 1].astype(np.float32)]
-
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
-
-
-def tflite_predict(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    """Run a (possibly int8-I/O) TFLite model on float ``x``, one sample at a time; float outputs."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model_bytes)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    res = []
-    for i in range(len(x)):
-        xi = x[i:i + 1].astype(np.float32)
-        if inp["dtype"] != np.float32:
-            s, z = inp["quantization"]
-            xi = np.clip(np.round(xi / s + z), np.iinfo(inp["dtype"]).min,
-                         np.iinfo(inp["dtype"]).max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], xi)
-        it.invoke()
-        o = it.get_tensor(out["index"])
-        if out["dtype"] != np.float32:
-            s, z = out["quantization"]
-            o = (o.astype(np.float32) - z) * s
-        res.append(o[0])
-    return np.stack(res)
 
 
 def run(model, spec: QatSpec, ctx: PassContext):

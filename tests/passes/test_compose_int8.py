@@ -1,6 +1,7 @@
 """Every pass composes with INT8 export: ``compress`` with passes for a profile with INT8
 artifacts; each artifact runs (onnxruntime / LiteRT) on compress's held-out digits with
-accuracy near the float accuracy the pass measured on the same samples."""
+accuracy near the float accuracy the pass measured on the same samples. (Keras QAT to
+full-integer TFLite: tests/passes/test_qat_specs.py.)"""
 from __future__ import annotations
 
 import pytest
@@ -62,15 +63,3 @@ def test_merge_from_a_profile_then_onnx_int8(torch_model, digits_checkpoints, di
     assert art.status == "ok", art.error
     assert art.passes[0]["pass"] == "merge"
     assert art.fidelity.accuracy >= art.passes[0]["measured"]["accuracy_after"] - 0.02
-
-
-def test_keras_qat_then_tflite_int8(tfk_model, digits_sets_nhwc, tmp_path):
-    from edgecompress.data import Dataset
-
-    test = digits_sets_nhwc[1]
-    data = Dataset(test.x, test.y, "mnist test", "NHWC")
-    profile = _profile(tmp_path, "qat", "{format: tflite, precision: int8}")
-    m = compress(tfk_model, profile, data, tmp_path / "out", passes=[{"pass": "qat", "epochs": 1}])
-    (art,) = m.artifacts
-    assert art.status == "ok", art.error
-    assert art.fidelity.accuracy >= art.passes[0]["measured"]["accuracy_after"] - 0.03

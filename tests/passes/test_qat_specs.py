@@ -2,29 +2,33 @@
 validation of pass settings (profile and command-line errors name the key path and valid values)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from edgecompress.errors import PassError, ProfileError
 from edgecompress.passes import PASSES, apply_passes, validate_pass_specs
 
 
-def test_qat_exports_to_full_int8_tflite_within_a_few_points(tfk_model, tfk_digits, digits_sets_nhwc):
-    from edgecompress.passes.qat import tflite_predict, to_int8_tflite
+def test_qat_exports_to_full_int8_tflite_within_a_few_points(tfk_model, tfk_digits, digits_sets_nhwc, tmp_path):
+    """QAT, then compress's full-integer TFLite artifact: int8 in and out, run by LiteRT on 400
+    held-out digits, within 3 points of the float model."""
+    from edgecompress.compress import compress
+    from edgecompress.data import Dataset
 
-    train, test = digits_sets_nhwc
-    out, (rep,) = apply_passes(tfk_model, [{"pass": "qat", "epochs": 1}], test,
-                               train_data=train.subset(slice(0, 2000)))
-    assert any("Quantize" in type(l).__name__ for l in out.obj.layers)
-    tfl = to_int8_tflite(out.obj, train.x[:100])
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=tfl)
-    assert it.get_input_details()[0]["dtype"] == np.int8
-    assert it.get_output_details()[0]["dtype"] == np.int8
-    acc = float((tflite_predict(tfl, test.x[:500]).argmax(1) == test.y[:500]).mean())
-    assert acc >= tfk_digits[1] - 0.03, (acc, tfk_digits[1])
-    assert rep["measured"]["accuracy_after"] >= tfk_digits[1] - 0.03
+    test = digits_sets_nhwc[1]
+    profile = tmp_path / "qat.yaml"
+    profile.write_text("name: qat\nhardware: {arch: aarch64, cores: 4, memory_mb: 4096, peak_gflops: 24, "
+                       "memory_gbps: 4}\npower: {idle_w: 3, load_w: 6}\nruntimes: [tflite]\n"
+                       "artifacts: [{format: tflite, precision: int8}]\n")
+    m = compress(tfk_model, profile, Dataset(test.x, test.y, "mnist test", "NHWC"), tmp_path / "out",
+                 passes=[{"pass": "qat", "epochs": 1}])
+    (art,) = m.artifacts
+    assert art.status == "ok", art.error
+    assert art.inputs[0].dtype == "int8" and art.outputs[0].dtype == "int8"
+    (rep,) = art.passes
+    assert rep["pass"] == "qat" and rep["data"] == {"train_samples": 600, "eval_samples": 400,
+                                                    "data": rep["data"]["data"]}
+    assert art.fidelity.accuracy >= tfk_digits[1] - 0.03, (art.fidelity.accuracy, tfk_digits[1])
+    assert art.fidelity.accuracy >= rep["measured"]["accuracy_after"] - 0.03
 
 
 def test_qat_on_torch_is_a_clear_error(torch_model, digits_sets):
@@ -65,3 +69,17 @@ def test_profile_passes_are_validated_on_load(tmp_path):
     good = tmp_path / "g.yaml"
     good.write_text(text.replace("passes: []", "") + "\npasses: [{pass: prune, method: structured, amount: 0.5}]\n")
     assert load_profile(good).passes == [{"pass": "prune", "method": "structured", "amount": 0.5}]
+
+
+def test_keras3_chain_is_rebuilt_in_tf_keras_with_the_same_outputs(mnist):
+    """tfmot needs tf_keras: the Keras 3 digits twin is rebuilt layer by layer, weights copied."""
+    import numpy as np
+
+    from edgecompress.examples.digits import keras_model
+    from edgecompress.passes import _keras as K
+
+    k3 = keras_model()
+    x = mnist[2][:8].transpose(0, 2, 3, 1)
+    tfk = K.to_tf_keras(k3)
+    assert K.is_tf_keras(tfk) and not K.is_tf_keras(k3)
+    np.testing.assert_allclose(np.asarray(tfk(x, training=False)), np.asarray(k3(x, training=False)), atol=1e-5)
