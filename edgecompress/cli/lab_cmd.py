@@ -23,6 +23,17 @@ def add(sub) -> None:
     st.set_defaults(func=_status)
 
 
+def _limits(lim: dict) -> str:
+    parts = []
+    if lim.get("cpu_quota"):
+        parts.append(f"{lim['cpu_quota']:g} CPU (cgroup {lim.get('cgroup')})")
+    if lim.get("memory_mb"):
+        parts.append(f"{lim['memory_mb']} MB")
+    if lim.get("rate"):
+        parts.append(lim["rate"])
+    return ", ".join(parts)
+
+
 def _up(args) -> int:
     from .. import lab
 
@@ -33,7 +44,7 @@ def _up(args) -> int:
                   memory_mb=args.memory_mb, rate=args.rate)
     for d in lab.status(args.state):
         print(f"{d['name']}: {'running' if d['running'] else 'STOPPED'} at {d['host']}"
-              + (f" (netns {d['netns']}, limits {d['limits']})" if d["netns"] else ""))
+              + (f" (netns {d['netns']}; {_limits(d['limits'])})" if d["netns"] else ""))
     print(f"targets file: {path}\ntry: edgecompress targets check lab-x86 --targets {path}")
     return 0
 
@@ -57,6 +68,6 @@ def _status(args) -> int:
         print("no lab devices (start them with: edgecompress lab up)")
         return 0
     print(table(["name", "running", "host", "netns", "limits"],
-                [(d["name"], "yes" if d["running"] else "no", d["host"], d["netns"] or "", d["limits"] or "")
+                [(d["name"], "yes" if d["running"] else "no", d["host"], d["netns"] or "", _limits(d["limits"] or {}))
                  for d in devices]))
     return 0
