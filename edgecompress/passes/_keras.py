@@ -87,6 +87,21 @@ def to_tf_keras(model):
     return seq
 
 
+def like(original, trained):
+    """``trained`` (tf_keras, plain layers) in the framework of ``original``: a Keras 3 input gets a
+    Keras 3 clone with the trained weights, so every exporter takes it as it took the input."""
+    if is_tf_keras(original):
+        return trained
+    import keras
+
+    back = keras.models.clone_model(original)
+    weights = trained.get_weights()
+    if [tuple(w.shape) for w in back.get_weights()] != [tuple(w.shape) for w in weights]:
+        return trained
+    back.set_weights(weights)
+    return back
+
+
 def compile_classifier(model, lr: float, steps: int = 0) -> None:
     """Compile for integer labels: Adam at ``lr``, cosine-decayed over ``steps`` when given."""
     tfk = tf_keras()

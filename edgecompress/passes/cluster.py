@@ -150,6 +150,7 @@ def run(model, spec: ClusterSpec, ctx: PassContext):
                                     init=spec.init, min_params=spec.min_params,
                                     epochs=spec.epochs if finetune else 0, lr=spec.lr,
                                     batch_size=spec.batch_size)
+        net = K.like(model.obj, net)
         measured["layers"] = layers
         measured["distinct_values"] = {n: int(np.unique(w).size) for n, w in K.kernels(net) if n in layers}
         measured["size_after"] = K.sizes(net)

@@ -197,6 +197,7 @@ def _run_keras(model, spec: PruneSpec, ctx: PassContext):
                                schedule=spec.schedule, initial_sparsity=spec.initial_sparsity,
                                ignore=spec.ignore, epochs=spec.epochs, lr=spec.lr,
                                batch_size=spec.batch_size)
+    net = K.like(model.obj, net)
     measured["target_sparsity"] = targets
     measured["sparsity"] = K.sparsity(net)
     measured["size_after"] = K.sizes(net)

@@ -83,3 +83,29 @@ def test_keras3_chain_is_rebuilt_in_tf_keras_with_the_same_outputs(mnist):
     tfk = K.to_tf_keras(k3)
     assert K.is_tf_keras(tfk) and not K.is_tf_keras(k3)
     np.testing.assert_allclose(np.asarray(tfk(x, training=False)), np.asarray(k3(x, training=False)), atol=1e-5)
+
+
+def test_keras3_model_stays_keras3_after_pruning_and_exports_to_onnx(mnist, tmp_path):
+    """A Keras 3 model is pruned through tf_keras/tfmot and handed back as Keras 3 (same sparsity),
+    so compress's Keras -> ONNX export still takes it."""
+    from edgecompress.compress import compress
+    from edgecompress.data import Dataset
+    from edgecompress.examples.digits import keras_model
+    from edgecompress.manifest import TensorSpec
+    from edgecompress.models import LoadedModel
+    from edgecompress.passes import _keras as K
+
+    k3 = keras_model()
+    model = LoadedModel("keras", k3, [TensorSpec("x", [1, 28, 28, 1])], [TensorSpec("output", [1, 10])],
+                        "NHWC", "digits-k3", "1" * 64)
+    x = mnist[2].transpose(0, 2, 3, 1)
+    profile = tmp_path / "onnx.yaml"
+    profile.write_text("name: onnx32\nhardware: {arch: x86_64, cores: 2, memory_mb: 4096, peak_gflops: 50, "
+                       "memory_gbps: 10}\npower: {idle_w: 5, load_w: 15}\nruntimes: [onnxruntime]\n"
+                       "artifacts: [{format: onnx, precision: fp32}]\n")
+    m = compress(model, profile, Dataset(x, mnist[3], "mnist test", "NHWC"), tmp_path / "out",
+                 passes=[{"pass": "prune", "method": "local", "amount": 0.5, "epochs": 1}])
+    (art,) = m.artifacts
+    assert art.status == "ok", art.error
+    assert all(abs(v - 0.5) < 0.01 for v in art.passes[0]["measured"]["sparsity"]["layers"].values())
+    assert not K.is_tf_keras(k3)
