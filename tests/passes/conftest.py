@@ -2,7 +2,6 @@
 and a tf_keras digits CNN (tfmot works only with tf_keras models), all trained on real MNIST."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 

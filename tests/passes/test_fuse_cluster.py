@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from edgecompress.passes import apply_passes
 from edgecompress.passes.cluster import kmeans_1d

@@ -2,7 +2,6 @@
 (torch.nn.utils.prune, global and local) and Keras tfmot pruning with a polynomial schedule."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from edgecompress.errors import PassError
