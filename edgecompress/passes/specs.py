@@ -134,7 +134,7 @@ def parse_spec(spec: dict[str, Any], source: str = "passes", index: int = 0,
         return model.model_validate(spec)
     except ValidationError as e:
         text = format_errors(model, e, source, prefix=("passes", index))
-        raise error(text.replace("pass_", "pass")) from None
+        raise error(text.replace("pass_", "pass").replace("Value error, ", "")) from None
 
 
 def settings(spec: Strict) -> dict[str, Any]:

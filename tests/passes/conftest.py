@@ -89,13 +89,13 @@ def digits_checkpoints(torch_digits, tmp_path_factory):
 
     import torch
 
-    from edgecompress.examples.digits import train_torch
+    from edgecompress.passes._torch import train
 
     model, (xtr, ytr, _, _) = torch_digits
     folder = tmp_path_factory.mktemp("ckpt")
     paths = []
     for seed, lr in ((1, 2e-3), (2, 3e-3), (3, 1e-3)):
-        m = train_torch(copy.deepcopy(model), xtr[:2000], ytr[:2000], epochs=1, lr=lr, seed=seed)
+        m = train(copy.deepcopy(model), xtr[:2000], ytr[:2000], epochs=1, lr=lr, seed=seed)
         path = folder / f"digits-{seed}.pt"
         torch.jit.trace(m, torch.zeros(1, 1, 28, 28)).save(str(path))
         paths.append(str(path))
