@@ -136,9 +136,9 @@ def add_pass_arguments(p) -> None:
     g.add_argument("--distill-shrink", metavar="FRACTION", type=_fraction, action=_SetAction,
                    pass_name="distill", key="shrink", help="channels removed from the teacher for the student")
     g.add_argument("--distill-epochs", metavar="N", type=int, action=_SetAction, pass_name="distill",
-                   key="epochs", create=False)
+                   key="epochs", create=False, help="distillation epochs (default 10)")
     g.add_argument("--distill-temperature", metavar="T", type=float, action=_SetAction, pass_name="distill",
-                   key="temperature", create=False)
+                   key="temperature", create=False, help="softmax temperature T (default 2)")
     g.add_argument("--distill-alpha", metavar="A", type=float, action=_SetAction, pass_name="distill",
                    key="alpha", create=False, help="weight of the soft-target loss (0..1)")
     g.add_argument("--cluster", metavar="N", type=int, action=_PassAction,
@@ -152,5 +152,5 @@ def add_pass_arguments(p) -> None:
     g.add_argument("--qat", nargs=0, action=_PassAction, build=lambda v: {"pass": "qat"},
                    help="quantization-aware training (Keras, tfmot; needs labelled --data)")
     g.add_argument("--qat-epochs", metavar="N", type=int, action=_SetAction, pass_name="qat", key="epochs",
-                   create=False)
+                   create=False, help="quantization-aware training epochs (default 2)")
     p.set_defaults(passes=[])
