@@ -47,6 +47,8 @@ def train_torch(model, x, y, epochs: int = 5, lr: float = 1e-2, batch: int = 64,
     """Train ``model`` in place with Adam + cross-entropy; returns it in eval mode."""
     import torch
 
+    from ..passes._torch import threads_for
+
     torch.manual_seed(seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -54,14 +56,15 @@ def train_torch(model, x, y, epochs: int = 5, lr: float = 1e-2, batch: int = 64,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), batch):
-            idx = perm[i:i + batch]
-            opt.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-            sched.step()
+    with threads_for(model):  # a small CNN trains ~5x faster on one intra-op thread
+        for _ in range(epochs):
+            perm = torch.randperm(len(xt))
+            for i in range(0, len(xt), batch):
+                idx = perm[i:i + batch]
+                opt.zero_grad()
+                loss_fn(model(xt[idx]), yt[idx]).backward()
+                opt.step()
+                sched.step()
     return model.eval()
 
 
