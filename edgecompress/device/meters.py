@@ -13,7 +13,10 @@ Meters (``--energy``):
   ``NAME_V volt(j)=yV`` lines; rails paired by name, power = Σ V·A.
 - ``android-battery``: ``<root>/sys/class/power_supply/battery/{current_now,voltage_now}``;
   the kernel ABI says µA/µV but vendors report mA/mV and either sign: |current| < 20000 is
-  taken as mA, voltage > 1e5 as µV, > 100 as mV, else V; the sign is dropped.
+  taken as mA, voltage > 1e5 as µV, > 100 as mV, else V; the sign is dropped. A phone on
+  external power (a ``power_supply/*/online`` = 1 other than the battery, or battery ``status``
+  Charging/Full) cannot be measured: :meth:`Meter.unavailable_reason` says why (the fuel gauge
+  then mixes charging current with load) and the runner reports ``"method": "unavailable"``.
 - ``jetson-ina``: INA3221 hwmon ``in*_input`` (mV) × ``curr*_input`` (mA), paired by channel;
   when a channel labelled ``VDD_IN`` (the board input) exists it alone is used (the others are
   its sub-rails), else all channels are summed.
@@ -55,6 +58,33 @@ class Meter:
 
     def details(self) -> dict:
         return {}
+
+    def unavailable_reason(self) -> Optional[str]:
+        """Why this meter cannot measure right now (e.g. a phone on its charger), or None."""
+        return None
+
+
+_CHARGING_STATUS = ("charging", "full")
+
+
+def charging_reason(online: dict, status: Optional[str]) -> Optional[str]:
+    """Why a battery fuel gauge cannot measure a benchmark, or None if it can.
+
+    ``online``: power_supply folder name -> its ``online`` value (int or None); any supply other
+    than ``battery`` at 1 (usb, ac, wireless, ...) means external power. ``status``: the battery's
+    ``status`` text; ``Charging`` or ``Full`` (full on a charger) also rule a measurement out.
+    Shared by this runner's ``android-battery`` meter and the Python-free adb path
+    (:func:`edgecompress.android_sysfs.charging_reason`).
+    """
+    plugged = [name for name, v in online.items() if v == 1 and name != "battery"]
+    if plugged:
+        return (f"the phone is on external power ({', '.join(sorted(plugged))} online = 1): the battery "
+                f"current then mixes charging with load; measure over Wi-Fi debugging (`adb tcpip`) "
+                f"with the cable unplugged")
+    if (status or "").strip().lower() in _CHARGING_STATUS:
+        return (f"the battery status is {status.strip()!r}: energy cannot be measured while charging "
+                f"(or when full on a charger); unplug the phone")
+    return None
 
 
 class RaplMeter(Meter):
@@ -171,17 +201,24 @@ class AndroidBatteryMeter(Meter):
         self.units = {"current_unit": cu, "voltage_unit": vu, "current_sign": "negative" if current < 0 else "positive"}
         return amps * volts
 
-    def details(self) -> dict:
-        status = None
+    def _status(self) -> Optional[str]:
         try:
             with open(os.path.join(self.dir, "status")) as f:
-                status = f.read().strip()
+                return f.read().strip() or None
         except OSError:
-            pass
-        d = {"supply": os.path.basename(self.dir), **self.units, "status": status}
-        if status and status.lower() == "charging":
-            d["warning"] = "battery is charging: the fuel gauge includes the charger's current"
-        return d
+            return None
+
+    def unavailable_reason(self) -> Optional[str]:
+        online = {}
+        for path in glob.glob(os.path.join(os.path.dirname(self.dir), "*", "online")):
+            try:
+                online[os.path.basename(os.path.dirname(path))] = _read_int(path)
+            except MeterError:
+                continue
+        return charging_reason(online, self._status())
+
+    def details(self) -> dict:
+        return {"supply": os.path.basename(self.dir), **self.units, "status": self._status()}
 
 
 class JetsonInaMeter(Meter):
@@ -350,8 +387,16 @@ class Recorder:
 
 def energy_block(meter: Optional[Meter], *, load_j: float = 0.0, load_s: float = 0.0, idle_w: Optional[float],
                  n: int, mean_latency_s: float, model_idle_w: Optional[float] = None,
-                 model_load_w: Optional[float] = None, note: Optional[str] = None) -> dict:
-    """The result's ``energy`` block: measured (idle baseline subtracted), estimated, or unavailable."""
+                 model_load_w: Optional[float] = None, note: Optional[str] = None,
+                 unavailable: Optional[str] = None) -> dict:
+    """The result's ``energy`` block: measured (idle baseline subtracted), estimated, or unavailable.
+
+    ``unavailable``: the device has a meter that cannot measure now (a phone charging); the block
+    then says ``"method": "unavailable"`` with that ``reason``, never an estimate in its place.
+    """
+    if unavailable is not None:
+        return {"method": "unavailable", "source": meter.name if meter else None, "avg_power_w": None,
+                "mj_per_inference": None, "reason": unavailable, "note": note}
     if meter is not None and load_s > 0:
         avg = load_j / load_s
         base = idle_w if idle_w is not None else 0.0

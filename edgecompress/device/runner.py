@@ -34,7 +34,8 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
   perf_counter, raw samples kept -> thermal after -> peak RSS (VmHWM) -> outputs for the
   given inputs (float32 in the source layout; transposed and (de)quantized here).
   Energy per inference = (energy during the runs - idle power x their duration) / runs.
-  Without a meter it is "estimated" from --idle-w/--load-w, or "unavailable".
+  Without a meter it is "estimated" from --idle-w/--load-w, or "unavailable"; a meter that
+  cannot measure now (an Android phone charging) gives "unavailable" with its "reason".
 
     python3 runner.pyz facts [--sysfs-root DIR] [--path DIR]
   stdout: {"arch", "os", "kernel", "python", "numpy", "runtimes": {name: version|null},
@@ -162,8 +163,10 @@ def _bench(a, doc: dict) -> None:
         meter = meters_mod.open_meter(a.energy, root, a.energy_command)
     except meters_mod.MeterError as e:
         note = f"energy meter {a.energy!r} unavailable: {e}"
+    unavailable = meter.unavailable_reason() if meter is not None else None
+    sampled = meter if unavailable is None else None    # a phone on its charger: nothing is sampled
     idle_w = None
-    if meter is not None and a.idle_seconds > 0:
+    if sampled is not None and a.idle_seconds > 0:
         step("idle")
         rec = meters_mod.Recorder(meter, a.energy_interval)
         rec.start()
@@ -172,7 +175,7 @@ def _bench(a, doc: dict) -> None:
         idle_w = j / s if s > 0 else None
 
     step("measure")
-    rec = meters_mod.Recorder(meter, a.energy_interval) if meter is not None else None
+    rec = meters_mod.Recorder(meter, a.energy_interval) if sampled is not None else None
     invoke, pc = model.timed_call(), time.perf_counter
     samples = []
     append = samples.append
@@ -189,6 +192,8 @@ def _bench(a, doc: dict) -> None:
     wall = pc() - start
     cpu1 = os.times()
     run_j, run_s = (rec.stop()[:2]) if rec else (0.0, 0.0)
+    if rec and unavailable is None:
+        unavailable = rec.meter.unavailable_reason()      # plugged in during the run
 
     step("thermal-after")
     after = thermal.snapshot(root)
@@ -203,7 +208,8 @@ def _bench(a, doc: dict) -> None:
                         "delta": (peak - baseline) if peak is not None and baseline is not None else None}
     doc["energy"] = meters_mod.energy_block(meter, load_j=run_j, load_s=run_s, idle_w=idle_w, n=n,
                                             mean_latency_s=doc["latency_ms"]["mean"] / 1000.0,
-                                            model_idle_w=a.idle_w, model_load_w=a.load_w, note=note)
+                                            model_idle_w=a.idle_w, model_load_w=a.load_w, note=note,
+                                            unavailable=unavailable)
     doc["thermal"] = thermal.report(before, after)
     doc["outputs_written"] = False
     if a.inputs:

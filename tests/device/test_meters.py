@@ -162,12 +162,44 @@ def test_android_battery_units_and_sign_normalised(tmp_path, current, voltage):
     assert "warning" not in m.details()
 
 
-def test_android_battery_warns_when_charging(tmp_path):
+def test_android_battery_charging_status_rules_measurement_out(tmp_path):
     bat = tmp_path / "sys/class/power_supply/battery"
     _write(bat / "current_now", 500_000)
     _write(bat / "voltage_now", 4_200_000)
-    _write(bat / "status", "Charging")
-    assert "charger" in meters.open_meter("android-battery", str(tmp_path)).details()["warning"]
+    for status in ("Charging", "Full"):
+        _write(bat / "status", status)
+        reason = meters.open_meter("android-battery", str(tmp_path)).unavailable_reason()
+        assert f"status is {status!r}" in reason
+    _write(bat / "status", "Discharging")
+    assert meters.open_meter("android-battery", str(tmp_path)).unavailable_reason() is None
+
+
+def test_runner_android_battery_unavailable_on_usb_power_measured_on_battery(device_python, runner_pyz,
+                                                                              tiny_onnx, tmp_path):
+    """A sysfs-shaped phone (stand-in files: no phone here) with usb/online = 1: the runner reports
+    energy "unavailable" naming the USB supply — not an estimate from --idle-w/--load-w; unplugged
+    (online = 0, Discharging) the same folder is measured: 0.85 A x 3.9 V."""
+    ps = tmp_path / "sys/class/power_supply"
+    _write(ps / "battery/current_now", -850_000)
+    _write(ps / "battery/voltage_now", 3_900_000)
+    _write(ps / "battery/status", "Not charging")
+    _write(ps / "usb/online", 1)
+    _write(ps / "ac/online", 0)
+    args = ("bench", "--model", tiny_onnx, "--runs", "10", "--warmup", "1", "--min-seconds", "0.3",
+            "--energy", "android-battery", "--sysfs-root", tmp_path, "--idle-seconds", "0.2",
+            "--energy-interval", "0.02", "--idle-w", "1.0", "--load-w", "3.0")
+    doc, _ = run_runner(device_python, runner_pyz, *args)
+    e = doc["energy"]
+    assert e["method"] == "unavailable" and e["source"] == "android-battery", e
+    assert "usb online = 1" in e["reason"] and e["mj_per_inference"] is None and e["avg_power_w"] is None
+    assert doc["status"] == "ok" and doc["latency_ms"]["mean"] > 0     # latency still measured
+    _write(ps / "usb/online", 0)
+    _write(ps / "battery/status", "Discharging")
+    doc, _ = run_runner(device_python, runner_pyz, *args)
+    e = doc["energy"]
+    assert e["method"] == "measured" and e["source"] == "android-battery", e
+    assert e["avg_power_w"] == pytest.approx(0.85 * 3.9, rel=0.01)
+    assert e["idle_power_w"] == pytest.approx(0.85 * 3.9, rel=0.01) and e["baseline_subtracted"] is True
 
 
 def _ina(tmp_path, labels):
