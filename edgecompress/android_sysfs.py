@@ -10,23 +10,27 @@ tests point it at a folder they write).
   :func:`parse_probe` reads them back.
 * :func:`sampler_script` is the battery loop run in the background during a benchmark: every
   ``interval_s`` it appends ``<uptime_s> <current_now> <voltage_now>`` to a file until a stop file
-  appears. :func:`battery_energy` turns those samples into the DESIGN.md ``energy`` block.
+  appears; it runs for a short idle window just before the benchmark too.
+  :func:`battery_energy` turns those samples into the DESIGN.md ``energy`` block, the idle power
+  subtracted per inference.
 
 Units and signs (the kernel ABI says µA and µV; vendors differ): a current whose median magnitude
 is below 20 000 is taken as mA (a phone under load draws 100–3000 mA, i.e. 1e5–3e6 µA; the
 same rule as the Python runner's ``android-battery`` meter), a voltage
 below 100 as V, below 100 000 as mV. Discharge is negative on some phones (Pixel) and positive on
 others (many Samsung/Qualcomm); on battery the magnitude is what the phone draws, so the sign is
-recorded and the magnitude used. Energy is whole-phone power (screen, radios included) integrated
-over the samples (trapezoids on ``/proc/uptime`` time stamps); the result says so.
+recorded and the magnitude used. Power is whole-phone power (screen, radios included) integrated
+over the samples (trapezoids on ``/proc/uptime`` time stamps); energy per inference is what the run
+adds over the idle power measured just before it; the result says so.
 """
 from __future__ import annotations
 
 import statistics
 from typing import Any, Optional
 
+from .device import meters
+
 PS = "sys/class/power_supply"
-_CHARGING_STATUS = ("charging", "full")
 
 
 def _root(sysfs_root: str) -> str:
@@ -93,16 +97,11 @@ def temp_c(raw: int) -> float:
 
 
 def charging_reason(probe: dict) -> Optional[str]:
-    """Why the fuel gauge cannot measure the benchmark (charging, no gauge), or None if it can."""
-    online = [name for name, v in probe["online"].items() if v == 1 and name != "battery"]
-    if online:
-        return (f"the phone is on external power ({', '.join(sorted(online))} online = 1): the battery "
-                f"current then mixes charging with load; measure over Wi-Fi debugging (`adb tcpip`) "
-                f"with the cable unplugged")
-    status = (probe.get("status") or "").lower()
-    if status in _CHARGING_STATUS:
-        return (f"the battery status is {probe['status']!r}: energy cannot be measured while charging "
-                f"(or when full on a charger); unplug the phone")
+    """Why the fuel gauge cannot measure the benchmark (charging, no gauge), or None if it can.
+    The charging rules are the Python runner's (:func:`edgecompress.device.meters.charging_reason`)."""
+    reason = meters.charging_reason(probe["online"], probe.get("status"))
+    if reason is not None:
+        return reason
     if probe.get("current_raw") is None or probe.get("voltage_raw") is None:
         return "no battery fuel gauge readable (power_supply/battery/current_now, voltage_now)"
     return None
@@ -111,11 +110,13 @@ def charging_reason(probe: dict) -> Optional[str]:
 def sampler_script(samples_file: str, stop_file: str, interval_s: float = 0.1, sysfs_root: str = "/") -> str:
     """Background battery loop; ``$SP`` holds its pid afterwards. It ends when ``stop_file`` exists
     or when the shell that started it is gone (killed on a time-out, or the connection dropped), so
-    no loop is ever left draining the battery."""
+    no loop is ever left draining the battery. It sleeps before each sample, so its first sample
+    is taken ``interval_s`` after it starts (inside the command started next, not before it)."""
     return (f"{battery_dir_script(sysfs_root)}; rm -f {stop_file}; "
-            f"( while [ ! -e {stop_file} ] && kill -0 $$ 2>/dev/null; do read up idle < /proc/uptime; "
+            f"( while {{ sleep {interval_s:g} 2>/dev/null || sleep 1; }}; [ ! -e {stop_file} ] && "
+            f"kill -0 $$ 2>/dev/null; do read up idle < /proc/uptime; "
             f'echo "$up $(cat $B/current_now) $(cat $B/voltage_now)"; '
-            f"sleep {interval_s:g} 2>/dev/null || sleep 1; done ) > {samples_file} 2>/dev/null & SP=$!")
+            f"done ) > {samples_file} 2>/dev/null & SP=$!")
 
 
 def parse_samples(text: str) -> list[tuple[float, int, int]]:
@@ -144,29 +145,57 @@ def _units(samples) -> tuple[float, str, float, str]:
     return i_scale, i_unit, v_scale, v_unit
 
 
-def battery_energy(samples: list[tuple[float, int, int]], mean_latency_ms: Optional[float]) -> dict[str, Any]:
-    """The ``energy`` block from battery samples taken while the benchmark ran."""
-    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
-        return unavailable(f"only {len(samples)} battery sample(s) during the run: the run was shorter "
-                           f"than the sampling interval; raise measure.min_seconds")
-    i_scale, i_unit, v_scale, v_unit = _units(samples)
+def _power(samples, units) -> tuple[float, float, float]:
+    """(joules, seconds, average watts) of samples, trapezoids on their time stamps."""
+    i_scale, _, v_scale, _ = units
     power = [(t, abs(i) * i_scale * abs(v) * v_scale) for t, i, v in samples]
     joules = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(power, power[1:]))
     seconds = power[-1][0] - power[0][0]
-    avg_w = joules / seconds
+    return joules, seconds, joules / seconds
+
+
+def _enough(samples) -> bool:
+    return len(samples) >= 2 and samples[-1][0] > samples[0][0]
+
+
+def battery_energy(samples: list[tuple[float, int, int]], mean_latency_ms: Optional[float],
+                   idle_samples: Optional[list[tuple[float, int, int]]] = None) -> dict[str, Any]:
+    """The ``energy`` block from battery samples taken while the benchmark ran, and (``idle_samples``)
+    just before it with the phone idle.
+
+    Fields as the Python runner's ``energy_block``: ``avg_power_w`` (during the run),
+    ``idle_power_w``, ``mj_per_inference`` = (avg − idle) W × mean latency ms, ``joules``,
+    ``seconds``, ``baseline_subtracted``. Without two idle samples the idle power is null and
+    ``mj_per_inference`` is the whole-phone avg × latency (``baseline_subtracted: false``).
+    """
+    if not _enough(samples):
+        return unavailable(f"only {len(samples)} battery sample(s) during the run: the run was shorter "
+                           f"than the sampling interval; raise measure.min_seconds")
+    units = _units(samples)                 # the run's units for the idle samples too (idle draw is small)
+    joules, seconds, avg_w = _power(samples, units)
+    idle_w = _power(idle_samples, units)[2] if idle_samples and _enough(idle_samples) else None
+    i_unit, v_unit = units[1], units[3]
     signs = {(i > 0) - (i < 0) for _, i, _ in samples} - {0}
     sign = ("negative while discharging" if signs == {-1} else
             "positive while discharging" if signs == {1} else "mixed signs (charger plugged in during the run?)")
+    added_w = avg_w - (idle_w or 0.0)
     out = {"method": "measured", "source": "android-battery",
            "avg_power_w": round(avg_w, 6),
-           "mj_per_inference": round(avg_w * mean_latency_ms, 6) if mean_latency_ms else None,
+           "idle_power_w": round(idle_w, 6) if idle_w is not None else None,
+           "mj_per_inference": round(added_w * mean_latency_ms, 6) if mean_latency_ms else None,
+           "baseline_subtracted": idle_w is not None,
            "joules": round(joules, 6), "seconds": round(seconds, 3), "samples": len(samples),
+           "idle_samples": len(idle_samples or []),
            "distinct_readings": len({s[1] for s in samples}),
            "units": {"current": i_unit, "voltage": v_unit}, "sign_convention": sign,
-           "scope": "whole phone (screen, radios and the sampling loop included)",
+           "scope": "whole phone (screen, radios and the sampling loop included); the idle power "
+                    "measured just before the run is subtracted per inference",
            "how": "shell loop on the device read power_supply/battery current_now x voltage_now "
-                  "every ~0.1 s; trapezoidal integral over /proc/uptime"}
-    if out["distinct_readings"] == 1 and seconds > 2:
+                  "every ~0.1 s, idle for a moment and then during the run; trapezoidal integral "
+                  "over /proc/uptime"}
+    if idle_w is None:
+        out["note"] = "too few idle samples before the run: mj_per_inference is whole-phone power x latency"
+    elif out["distinct_readings"] == 1 and seconds > 2:
         out["note"] = "the fuel gauge reported one value for the whole run (it updates slowly on this phone)"
     return out
 

@@ -8,9 +8,11 @@ e.g. LiteRT's ``android_aarch64_benchmark_model``) is measured like this, over a
    when a file of that hash is already there, else pushed to a temporary name, its sha256 checked
    on the device, then renamed (nothing half-written is ever run);
 2. one shell script on the device reads the battery/charging/thermal/cpufreq state
-   (:mod:`edgecompress.android_sysfs`), starts the battery sampling loop in the background (when
-   on battery), runs ``benchmark_model`` with flags from the profile's ``measure`` settings
-   (:func:`benchmark_flags`), stops the loop and reads the state again;
+   (:mod:`edgecompress.android_sysfs`); when on battery it samples the idle phone for
+   ``IDLE_SAMPLE_S`` and starts the battery sampling loop in the background; it runs
+   ``benchmark_model`` with flags from the profile's ``measure`` settings
+   (:func:`benchmark_flags`), stops the loop and reads the state again. Energy per inference is
+   (run power − idle power) × mean latency;
 3. the output is parsed (:mod:`edgecompress.benchmark_model`) into the DESIGN.md benchmark result.
 
 What this mode cannot give is said in the result's ``notes`` and left ``null``: raw per-run
@@ -41,6 +43,8 @@ DELEGATE_FLAGS = {
 #: flags an older binary may not know; dropped (with a note) if the binary rejects them
 OPTIONAL_FLAGS = ("--report_peak_memory_footprint=true",)
 SAMPLE_INTERVAL_S = 0.1
+#: seconds of idle battery sampling just before ``benchmark_model`` starts (the baseline subtracted)
+IDLE_SAMPLE_S = 1.0
 _MARK = "__EC_SECTION__"
 
 
@@ -222,11 +226,16 @@ class NativeBench:
     def _script(self, binary: str, flags: list[str], tag: str, sample: bool) -> str:
         root = self.target.sysfs_root
         samples, stop = f"{self.workdir}/.bat-{tag}", f"{self.workdir}/.stop-{tag}"
+        idle = f"{self.workdir}/.idle-{tag}"
         bench = f"{shlex.quote(binary)} {' '.join(shlex.quote(f) for f in flags)} 2>&1; RC=$?"
         parts = [f"echo {_MARK}bench"]
-        if sample:
-            parts += [sysfs.sampler_script(samples, stop, SAMPLE_INTERVAL_S, root), bench,
-                      f"touch {stop}; wait $SP 2>/dev/null; echo {_MARK}samples; cat {samples}; rm -f {samples} {stop}"]
+        if sample:      # idle window, then the run; samples taken after the binary exits are dropped
+            parts += [sysfs.sampler_script(idle, stop, SAMPLE_INTERVAL_S, root),
+                      f"sleep {IDLE_SAMPLE_S:g}; touch {stop}; wait $SP 2>/dev/null",
+                      sysfs.sampler_script(samples, stop, SAMPLE_INTERVAL_S, root), bench,
+                      "read T1 _ < /proc/uptime",
+                      f"touch {stop}; wait $SP 2>/dev/null; echo {_MARK}idle; cat {idle}; "
+                      f"echo {_MARK}samples; cat {samples}; echo \"END $T1\"; rm -f {samples} {idle} {stop}"]
         else:
             parts += [bench]
         parts += [f"echo {_MARK}after", sysfs.probe_script(root), f"echo {_MARK}rc=$RC"]
@@ -272,10 +281,21 @@ class NativeBench:
             reason = sysfs.charging_reason(after)       # plugged in during the run
             if reason is None:
                 samples = sysfs.parse_samples(sections.get("samples", ""))
-                result["energy"] = sysfs.battery_energy(samples, result["latency_ms"]["mean"])
+                end = [_float(ln[4:]) for ln in sections.get("samples", "").splitlines() if ln.startswith("END ")]
+                if end and end[0] is not None:          # drop samples taken after the binary exited
+                    samples = [s for s in samples if s[0] <= end[0]]
+                result["energy"] = sysfs.battery_energy(samples, result["latency_ms"]["mean"],
+                                                        sysfs.parse_samples(sections.get("idle", "")))
         if reason is not None:
             result["energy"] = sysfs.unavailable(reason)
         result["seconds"] = round(wall, 3)
+
+
+def _float(text: str) -> Optional[float]:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None
 
 
 def _unknown_flag(text: str) -> bool:

@@ -2,10 +2,11 @@
 
 No phone can run here and no wheel ships LiteRT's ``benchmark_model`` for this machine, so:
 the phone is ``tests/android/fake_adb.py`` over a folder with a sysfs-shaped battery/thermal/
-cpufreq tree of known values; ``benchmark_model`` is a stand-in executable that records its
-arguments, runs for a moment (so the battery loop samples it) and prints a REAL captured output
+cpufreq tree of known values (the battery is a stand-in: files the test writes); ``benchmark_model``
+is a stand-in executable that records its arguments, runs for a moment (so the battery loop samples
+it), can play the phone's load step on the stand-in battery, and prints a REAL captured output
 (fixtures/benchmark_model/, sources noted there). Everything between — pushing by hash, the
-device shell script, the battery shell loop, parsing, the result — is the real code path.
+device shell script, the idle and run battery shell loops, parsing, the result — is the real code path.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from edgecompress.transports.adb import DEVICE_ROOT, AdbTransport
 from .conftest import stand_in_benchmark_model
 
 WATTS = 0.450 * 3.850          # the stand-in battery: 450 mA at 3.85 V
+LOAD_UA = -1_200_000           # what the stand-in benchmark_model makes it draw while it runs
+LOAD_WATTS = 1.200 * 3.850
 
 
 @pytest.fixture
@@ -31,9 +34,10 @@ def model(tmp_path):
 
 
 def _bench(tmp_path, phone, fixture="info_percentiles_exponent.txt", *, profile="pixel-8",
-           sleep_s=0.6, exit_code=0, script=None, **target_kw):
+           sleep_s=0.6, exit_code=0, script=None, load_ua=None, **target_kw):
     binary = tmp_path / "benchmark_model"
-    binary.write_text(script or stand_in_benchmark_model(fixture, sleep_s=sleep_s, exit_code=exit_code))
+    load = (phone.path("/sys/class/power_supply/battery"), load_ua) if load_ua is not None else None
+    binary.write_text(script or stand_in_benchmark_model(fixture, sleep_s=sleep_s, exit_code=exit_code, load=load))
     binary.chmod(0o755)
     target = Target(name="pixel", profile=profile, transport="adb", serial=phone.serial,
                     mode="native", benchmark_model=str(binary), **target_kw)
@@ -60,7 +64,9 @@ def test_flags_follow_the_profile_measure_settings_and_delegate():
 
 
 def test_native_result_from_real_capture_with_measured_battery_energy(tmp_path, fake_phone, model):
-    nb = _bench(tmp_path, fake_phone)
+    """The stand-in battery draws 450 mA idle; the stand-in benchmark_model raises it to 1.2 A while
+    it runs: energy per inference is the power the run adds over the idle baseline x latency."""
+    nb = _bench(tmp_path, fake_phone, load_ua=LOAD_UA)
     r = nb.bench(model)
     assert r["status"] == "ok", r["error"]
     assert r["mode"] == "native" and r["artifact"]["precision"] == "int8"
@@ -77,11 +83,14 @@ def test_native_result_from_real_capture_with_measured_battery_energy(tmp_path, 
     argv = _argv(fake_phone)
     assert argv[0].startswith(f"--graph={DEVICE_ROOT}/blobs/") and argv[0].endswith(".tflite")
     assert "--num_threads=4" in argv and "--use_xnnpack=true" in argv
-    # energy: the shell loop sampled the stand-in battery (-450000 uA, 3850000 uV) during the run
+    # energy: the shell loop sampled the idle stand-in battery (-450000 uA, 3850000 uV) for a moment,
+    # then the run (-1200000 uA while the stand-in binary ran); the idle power is subtracted
     e = r["energy"]
     assert e["method"] == "measured" and e["source"] == "android-battery"
-    assert e["avg_power_w"] == pytest.approx(WATTS, rel=0.01)
-    assert e["mj_per_inference"] == pytest.approx(WATTS * 1240.27, rel=0.01)
+    assert e["idle_power_w"] == pytest.approx(WATTS, rel=0.01) and e["idle_samples"] >= 5
+    assert e["avg_power_w"] == pytest.approx(LOAD_WATTS, rel=0.01)
+    assert e["baseline_subtracted"] is True
+    assert e["mj_per_inference"] == pytest.approx((LOAD_WATTS - WATTS) * 1240.27, rel=0.01)
     assert e["samples"] >= 3 and e["units"] == {"current": "uA", "voltage": "uV"}
     assert e["sign_convention"] == "negative while discharging"
     assert r["thermal"]["temp_c_before"] == pytest.approx(41.0) and r["thermal"]["throttled"] is False
@@ -89,11 +98,15 @@ def test_native_result_from_real_capture_with_measured_battery_energy(tmp_path, 
 
 def test_vendor_units_and_sign_give_the_same_watts(tmp_path, fake_phone, model):
     fake_phone.set_battery(current_now=450, voltage_now=3850, status="Discharging")   # mA, mV, positive
-    r = _bench(tmp_path, fake_phone).bench(model)
+    r = _bench(tmp_path, fake_phone, load_ua=1200).bench(model)                       # 1200 mA under load
     e = r["energy"]
     assert e["units"] == {"current": "mA", "voltage": "mV"}
     assert e["sign_convention"] == "positive while discharging"
-    assert e["avg_power_w"] == pytest.approx(WATTS, rel=0.01)
+    assert e["idle_power_w"] == pytest.approx(WATTS, rel=0.01)
+    assert e["avg_power_w"] == pytest.approx(LOAD_WATTS, rel=0.01)
+    assert e["mj_per_inference"] == pytest.approx((LOAD_WATTS - WATTS) * 1240.27, rel=0.01)
+    # the stand-in benchmark_model restored the idle draw when done
+    assert fake_phone.path("/sys/class/power_supply/battery/current_now").read_text().strip() == "450"
 
 
 @pytest.mark.parametrize("how", ["usb-online", "status-charging"])
