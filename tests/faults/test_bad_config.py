@@ -3,8 +3,6 @@ and says what to change — or, for a model op one format cannot take, that arti
 with the op named while the others are built."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -12,16 +10,15 @@ import numpy as np
 import pytest
 import yaml
 
-from edgecompress.cli import main
+from cli_helpers import cli as run_cli
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
 
 def cli(*argv) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue() + err.getvalue()
+    """(exit code, stdout + stderr)."""
+    rc, out, err = run_cli(*argv)
+    return rc, out + err
 
 
 def profile_text(**edits) -> str:

@@ -6,9 +6,7 @@ and the device user) must never appear, and the commands must work with those na
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import io
 import json
 import shutil
 import subprocess
@@ -18,18 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
-from edgecompress.cli import main
+from cli_helpers import cli
 
 from .conftest import device_host_key
 
 pytestmark = pytest.mark.lab
-
-
-def cli(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def fp(pub: str) -> str:

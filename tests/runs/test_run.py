@@ -3,7 +3,6 @@ real digits; results in SQLite as they arrive; one dead target never loses the o
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
@@ -15,17 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from edgecompress.cli import main
+from cli_helpers import cli
 from edgecompress.results import ResultsStore
 
 pytestmark = pytest.mark.lab
-
-
-def cli(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def run_args(digits_model, digits_npz, run_targets, out, *targets):
