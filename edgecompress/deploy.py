@@ -40,6 +40,7 @@ from typing import Optional, Sequence, Union
 from .errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError, UsageError
 from .manifest import ArtifactRecord, Manifest, sha256_file
 from .profiles import Measure, Power, load_profile
+from .registry import suggest
 from .targets import Target, load_target
 from .transports import open_transport
 
@@ -334,8 +335,14 @@ class DeviceSession:
         return json.loads(res.stdout)
 
     def bench(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
-              inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW") -> dict:
-        """Benchmark one artifact; never raises for a device-side failure (status "failed")."""
+              inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
+              delegate: Optional[str] = None, op_profiling: bool = False) -> dict:
+        """Benchmark one artifact; never raises for a device-side failure (status "failed").
+
+        ``delegate`` and ``op_profiling`` reach LiteRT's benchmark_model (targets with
+        ``mode: native``); the Python runner uses the runtime's default CPU path (XNNPACK for
+        TFLite) and says so in the result's ``note`` when they were asked for.
+        """
         rec = artifact if isinstance(artifact, ArtifactRecord) else record_for_file(Path(artifact))
         path = Path(rec.path)
         m = measure or self.profile.measure
@@ -351,10 +358,14 @@ class DeviceSession:
                     self.sync([path])
                     self._ensure_lock()
                     if self.native is not None:
-                        result = self.native.bench(rec, measure=m)
+                        result = self.native.bench(rec, measure=m, delegate=delegate, op_profiling=op_profiling)
                         result["artifact"] = _artifact_info(rec)
                         return result
                     result = self._bench(rec, path, m, p, inputs, input_layout)
+                    if delegate or op_profiling:
+                        result["note"] = "; ".join(filter(None, [result.get("note"), (
+                            "delegate / op profiling apply to native mode (benchmark_model); the Python "
+                            "runner measured the runtime's default CPU path")]))
                     if attempt:
                         result["note"] = "; ".join(filter(None, [result.get("note"), (
                             f"measured again after the connection was lost {attempt} time(s): {last}")]))
@@ -443,15 +454,22 @@ class DeviceSession:
 
 def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = None, warmup: Optional[int] = None,
               threads: Optional[int] = None, min_seconds: Optional[float] = None, inputs=None,
-              trust_new_host: bool = False, lock_timeout_s: float = 600) -> list[dict]:
+              trust_new_host: bool = False, lock_timeout_s: float = 600, delegate: Optional[str] = None,
+              op_profiling: bool = False) -> list[dict]:
     """Deploy ``artifacts`` (files, manifests or records) to ``target`` and measure each.
 
     One connection, one lock; artifacts are synced first. A failure to reach the device
     marks every artifact failed (with the reason); one artifact failing leaves the others.
+    ``delegate`` must be one of the target profile's ``delegates`` (or ``cpu``).
     """
     records = expand_artifacts(artifacts if isinstance(artifacts, (list, tuple)) else [artifacts])
     tgt = load_target(target, targets_file)
-    measure = load_profile(tgt.profile).measure.model_copy()
+    profile = load_profile(tgt.profile)
+    if delegate is not None and delegate != "cpu" and delegate not in profile.delegates:
+        valid = ", ".join(["cpu", *profile.delegates])
+        raise UsageError(f"delegate {delegate!r} is not in profile {profile.name!r}'s delegates"
+                         f"{suggest(delegate, ['cpu', *profile.delegates])}; valid: {valid}")
+    measure = profile.measure.model_copy()
     for key, value in (("runs", runs), ("warmup", warmup), ("threads", threads), ("min_seconds", min_seconds)):
         if value is not None:
             setattr(measure, key, value)
@@ -461,6 +479,7 @@ def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = Non
                 s.sync([Path(r.path) for r in records if Path(r.path).exists()])
             except EdgeCompressError as e:
                 log.warning("%s: bulk upload failed (%s); trying one by one", tgt.name, e)
-            return [s.bench(r, measure=measure, inputs=inputs) for r in records]
+            return [s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling)
+                    for r in records]
     except EdgeCompressError as e:
         return [failed_result(tgt.name, r, str(e)) for r in records]

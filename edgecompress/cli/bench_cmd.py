@@ -16,6 +16,11 @@ def add(sub) -> None:
     p.add_argument("--min-seconds", type=float, help="time the runs for at least this long")
     p.add_argument("--trust-new-host", action="store_true",
                    help="trust and record an unknown host key (a changed key is always refused)")
+    p.add_argument("--delegate", metavar="NAME",
+                   help="native mode (benchmark_model): delegate to use, one of the profile's delegates or "
+                        "'cpu' (default: the profile's first)")
+    p.add_argument("--op-profiling", action="store_true",
+                   help="native mode (benchmark_model): per-op-type timings in the result's op_profile")
     p.add_argument("--json", action="store_true", help="print the list of benchmark results as JSON")
     p.set_defaults(func=_bench)
 
@@ -35,7 +40,8 @@ def _bench(args) -> int:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
-                        trust_new_host=args.trust_new_host)
+                        trust_new_host=args.trust_new_host, delegate=args.delegate,
+                        op_profiling=args.op_profiling)
     failed = [r for r in results if r["status"] != "ok"]
     if args.json:
         print_json(results)

@@ -128,3 +128,22 @@ def test_termux_over_ssh_with_android_profile(lab_sshd, digits_artifacts, reques
     assert (top1 == digits_artifacts["y"][:50]).mean() >= 0.9        # the trained model, on the device
     assert r["energy"]["method"] == "measured" and r["energy"]["source"] == "android-battery", r["energy"]
     assert r["energy"]["avg_power_w"] == pytest.approx(WATTS, rel=0.01)
+
+
+def test_cli_bench_asks_native_mode_for_a_delegate_and_op_profiling(native_target, fake_phone, tflite_file,
+                                                                      capsys):
+    """`edgecompress bench --delegate gpu --op-profiling` reaches the (stand-in) benchmark_model's flags."""
+    import json as _json
+
+    from edgecompress.cli import main
+
+    rc = main(["bench", str(tflite_file), "--target", "pixel8-adb", "--targets", native_target,
+               "--runs", "5", "--delegate", "gpu", "--op-profiling", "--json"])
+    [r] = _json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["status"] == "ok", r["error"]
+    assert "--use_gpu=true" in r["command"] and "--enable_op_profiling=true" in r["command"]
+    assert r["device"]["delegate"] == "gpu"
+    assert main(["bench", str(tflite_file), "--target", "pixel8-adb", "--targets", native_target,
+                 "--delegate", "hexagn"]) == 2
+    err = capsys.readouterr().err
+    assert "delegate 'hexagn'" in err and "valid: cpu, xnnpack, gpu, nnapi" in err
