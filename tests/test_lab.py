@@ -11,7 +11,7 @@ import pytest
 from edgecompress import lab
 from edgecompress.cli import main as cli
 from edgecompress.deploy import DeviceSession
-from edgecompress.lab_limits import cgroup_support, netns_support
+from edgecompress.lab.limits import cgroup_support, netns_support
 from edgecompress.profiles import Measure
 from edgecompress.targets import load_targets
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from edgecompress.lab_proxy import FaultProxy, LinkProfile
+from edgecompress.lab.proxy import FaultProxy, LinkProfile
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def charging_reason(online: dict, status: Optional[str]) -> Optional[str]:
     than ``battery`` at 1 (usb, ac, wireless, ...) means external power. ``status``: the battery's
     ``status`` text; ``Charging`` or ``Full`` (full on a charger) also rule a measurement out.
     Shared by this runner's ``android-battery`` meter and the Python-free adb path
-    (:func:`edgecompress.android_sysfs.charging_reason`).
+    (:func:`edgecompress.deploy.android_sysfs.charging_reason`).
     """
     plugged = [name for name, v in online.items() if v == 1 and name != "battery"]
     if plugged:

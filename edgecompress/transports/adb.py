@@ -365,7 +365,7 @@ def check_target(target, *, adb: Optional[str] = None) -> dict:
     """What an ``adb`` target is and what can run there: ABI, Android version, model, Python,
     benchmark_model (and whether its ABI matches), delegates, energy. Raises TransportError
     when the phone cannot be reached."""
-    from .. import android_sysfs as sysfs
+    from ..deploy import android_sysfs as sysfs
     from ..profiles import load_profile
 
     t = AdbTransport.from_target(target, adb=adb)

@@ -1,10 +1,10 @@
-"""Battery/thermal arithmetic of the Python-free path (edgecompress.android_sysfs), on known numbers
+"""Battery/thermal arithmetic of the Python-free path (edgecompress.deploy.android_sysfs), on known numbers
 (the battery samples are stand-ins written here: no phone can run on this machine)."""
 from __future__ import annotations
 
 import pytest
 
-from edgecompress import android_sysfs as sysfs
+from edgecompress.deploy import android_sysfs as sysfs
 
 
 def test_energy_is_the_time_integral_of_current_times_voltage():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgecompress.benchmark_model import parse
+from edgecompress.deploy.benchmark_model import parse
 
 from .conftest import capture
 

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from edgecompress.native import NativeBench, benchmark_flags
+from edgecompress.deploy.native import NativeBench, benchmark_flags
 from edgecompress.profiles import load_profile
 from edgecompress.targets import Target
 from edgecompress.transports.adb import DEVICE_ROOT, AdbTransport
@@ -178,7 +178,7 @@ def test_battery_loop_ends_when_its_shell_is_killed(tmp_path, fake_phone):
     import subprocess
     import time
 
-    from edgecompress import android_sysfs as sysfs
+    from edgecompress.deploy import android_sysfs as sysfs
 
     script = sysfs.sampler_script(f"{tmp_path}/s", f"{tmp_path}/stop", 0.05, str(fake_phone.root)) + \
         "; echo $SP; sleep 30"

@@ -1,5 +1,5 @@
 """Fixtures for the fault-injection suite: fresh lab devices (real sshd) we may break, a link
-through :class:`~edgecompress.lab_proxy.FaultProxy`, small real artifacts, and checks that look
+through :class:`~edgecompress.lab.proxy.FaultProxy`, small real artifacts, and checks that look
 at the device side (its processes and its files).
 
 Every device here is our own (started and stopped by the test), so killing its sshd, filling

@@ -12,7 +12,7 @@ import pytest
 
 from edgecompress.deploy import DeviceSession, file_sha256
 from edgecompress.errors import BenchmarkError, TransportError
-from edgecompress.lab_proxy import FaultProxy, LinkProfile
+from edgecompress.lab.proxy import FaultProxy, LinkProfile
 from edgecompress.manifest import sha256_file
 
 from .conftest import (device_files, device_processes, kill_sshd, proxied_target, restart_sshd, tiny_measure,
@@ -123,7 +123,7 @@ def test_link_dead_after_cut_is_a_clear_failure_not_a_number(make_device, fault_
 def test_20mbit_link_in_a_namespace_completes_at_the_link_rate(make_device, fault_artifacts, outcome):
     """A device in its own network namespace behind tc tbf 20 mbit/s: a 2 MB upload takes at least the
     time the rate allows, and the benchmark completes with the right outputs."""
-    from edgecompress.lab_limits import netns_support
+    from edgecompress.lab.limits import netns_support
 
     if netns_support():
         pytest.skip(f"network namespaces unavailable: {netns_support()}")
@@ -196,7 +196,7 @@ def test_time_outs_are_per_step_and_named(make_device, fault_artifacts, tmp_path
 def test_a_partial_or_corrupt_upload_is_never_installed(make_device, fault_artifacts, tmp_path, outcome):
     """What the install step does with a temporary file whose sha256 is not the artifact's (a
     truncated upload): it deletes it and refuses; the blob is not created, so nothing can run it."""
-    from edgecompress.deploy import _INSTALL_PY
+    from edgecompress.deploy.session import _INSTALL_PY
 
     dev = make_device("kpart")
     big = fault_artifacts["big"]

@@ -65,7 +65,7 @@ def test_a_runner_that_segfaults_is_reported_with_signal_and_stderr(make_device,
 def test_a_runner_killed_for_memory_is_reported_as_such(make_device, fault_artifacts, outcome):
     """A device with a 400 MB memory cgroup runs a model whose first inference needs 2 GiB: the kernel's
     OOM killer SIGKILLs the runner; the result says SIGKILL, points at memory, and gives the step."""
-    from edgecompress.lab_limits import cgroup_support
+    from edgecompress.lab.limits import cgroup_support
 
     if cgroup_support():
         pytest.skip(f"cgroups unavailable: {cgroup_support()}")

@@ -142,7 +142,7 @@ def test_a_slow_target_does_not_hold_up_the_others(digits_model, digits_npz, lab
     with --target-timeout it is given up and marked failed while `local` finishes and is kept."""
     import yaml
 
-    from edgecompress.lab_proxy import FaultProxy, LinkProfile
+    from edgecompress.lab.proxy import FaultProxy, LinkProfile
 
     with FaultProxy((lab_sshd.host, lab_sshd.port), LinkProfile(delay_ms=400)) as proxy:
         known = tmp_path / "known_hosts"                   # the device's host key, under the proxy's port

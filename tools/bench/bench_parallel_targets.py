@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from edgecompress import lab
-    from edgecompress.lab_limits import cgroup_support
+    from edgecompress.lab.limits import cgroup_support
     from edgecompress.runs import run
 
     reason = lab.why_not() or cgroup_support()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import EdgeCompressError
+from ..errors import EdgeCompressError
 
 log = logging.getLogger(__name__)
 SUBNET = "10.213"

@@ -8,12 +8,12 @@ e.g. LiteRT's ``android_aarch64_benchmark_model``) is measured like this, over a
    when a file of that hash is already there, else pushed to a temporary name, its sha256 checked
    on the device, then renamed (nothing half-written is ever run);
 2. one shell script on the device reads the battery/charging/thermal/cpufreq state
-   (:mod:`edgecompress.android_sysfs`); when on battery it samples the idle phone for
+   (:mod:`edgecompress.deploy.android_sysfs`); when on battery it samples the idle phone for
    ``IDLE_SAMPLE_S`` and starts the battery sampling loop in the background; it runs
    ``benchmark_model`` with flags from the profile's ``measure`` settings
    (:func:`benchmark_flags`), stops the loop and reads the state again. Energy per inference is
    (run power − idle power) × mean latency;
-3. the output is parsed (:mod:`edgecompress.benchmark_model`) into the DESIGN.md benchmark result.
+3. the output is parsed (:mod:`edgecompress.deploy.benchmark_model`) into the DESIGN.md benchmark result.
 
 What this mode cannot give is said in the result's ``notes`` and left ``null``: raw per-run
 samples (``benchmark_model`` prints aggregates only), p90/p99 (it prints p5/median/p95 at most,
@@ -29,8 +29,8 @@ from typing import Any, Optional
 
 from . import android_sysfs as sysfs
 from .benchmark_model import parse as parse_benchmark_output
-from .errors import ConnectionLost, EdgeCompressError, TransportError
-from .manifest import ArtifactRecord, sha256_file
+from ..errors import ConnectionLost, EdgeCompressError, TransportError
+from ..manifest import ArtifactRecord, sha256_file
 
 #: benchmark_model flags per profile delegate (``cpu`` = plain TFLite kernels, XNNPACK off)
 DELEGATE_FLAGS = {

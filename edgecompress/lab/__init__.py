@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import EdgeCompressError, UsageError
-from .lab_limits import CgroupLimits, Netns, cgroup_support, netns_support
+from ..errors import EdgeCompressError, UsageError
+from .limits import CgroupLimits, Netns, cgroup_support, netns_support
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class LabDevice:
 
     @property
     def target(self):
-        from .targets import Target
+        from ..targets import Target
 
         return Target(**self.target_dict())
 
@@ -332,7 +332,7 @@ def write_targets(devices: list[LabDevice], path: Path) -> Path:
     """Write a targets YAML holding ``devices`` (atomically); sets their ``targets_file``."""
     import yaml
 
-    from .manifest import atomic_write_bytes
+    from ..manifest import atomic_write_bytes
 
     doc = {"targets": [d.target_dict() for d in devices]}
     atomic_write_bytes(path, ("# written by edgecompress lab; removed by `lab down`\n"
@@ -343,7 +343,7 @@ def write_targets(devices: list[LabDevice], path: Path) -> Path:
 
 
 def _save_state(state_dir: Path, devices: list[LabDevice]) -> None:
-    from .manifest import atomic_write_json
+    from ..manifest import atomic_write_json
 
     write_targets(devices, state_dir / "targets.yaml")
     atomic_write_json(state_dir / "lab.json", {"devices": [asdict(d) for d in devices]})

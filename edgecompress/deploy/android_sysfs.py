@@ -28,7 +28,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Optional
 
-from .device import meters
+from ..device import meters
 
 PS = "sys/class/power_supply"
 

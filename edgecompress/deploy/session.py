@@ -37,12 +37,12 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from .errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError, UsageError
-from .manifest import ArtifactRecord, Manifest, sha256_file
-from .profiles import Measure, Power, load_profile
-from .registry import suggest
-from .targets import Target, load_target
-from .transports import open_transport
+from ..errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError, UsageError
+from ..manifest import ArtifactRecord, Manifest, sha256_file
+from ..profiles import Measure, Power, load_profile
+from ..registry import suggest
+from ..targets import Target, load_target
+from ..transports import open_transport
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class DeviceSession:
         self.close()
 
     def open(self) -> None:
-        from .device.package import build_runner
+        from ..device.package import build_runner
 
         self.transport = open_transport(self.target, trust_new_host=self.trust_new_host)
         try:
