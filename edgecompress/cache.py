@@ -64,7 +64,9 @@ class Cache:
             raise self._failed[key]
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}-", suffix=".tmp"))
-        os.chmod(tmp, 0o755)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
         self.progress(f"{what}: running ...")
         t0 = time.perf_counter()
         try:

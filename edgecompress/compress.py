@@ -38,7 +38,7 @@ from .data import Dataset, check_fits, load_data, random_data
 from .errors import DataError, UsageError
 from .exporters import check_supported, find_capability, get_exporter
 from .exporters.base import ExportContext
-from .fidelity import compare
+from .fidelity import judge
 from .manifest import ArtifactRecord, Manifest, sha256_file
 from .models import LoadedModel, load_model
 from .profiles import ArtifactSpec, DeviceProfile, load_profile
@@ -53,35 +53,67 @@ LOW_AGREEMENT = 0.9
 class _Job:
     """What compressing one model shares between profiles: model, samples, reference, cache."""
 
-    def __init__(self, model: LoadedModel, data, out, *, allow_random_calibration: bool, cache_dir, progress):
+    def __init__(self, model: LoadedModel, data, out, *, allow_random_calibration: bool, cache_dir, progress,
+                 feedback=None, metric=None, quality=None):
         self.progress = progress or (lambda msg: log.info("%s", msg))
         self.model = model
+        self.feedback = check_feedback(model, feedback)
+        self.metric = metric
+        self.quality = dict(quality or {})
+        self.notes: list[str] = []
         self.dataset = self._dataset(data, allow_random_calibration)
+        samples = self.dataset.samples(model)
+        fixed = [t.name for t in model.inputs if t.name not in model.shapes]
+        model.fix_shapes(samples)
+        for name in fixed:
+            if name in model.shapes:
+                self.progress(f"input {name!r}: dims {list(model.shapes[name])} from --data "
+                              f"(--input-shape {name}=... to set them)")
         self.calib, self.eval = self.dataset.split(CALIB_SAMPLES, EVAL_SAMPLES)
+        self.progress(f"data: {len(self.dataset)} samples -> {len(self.calib)} calibration, {len(self.eval)} "
+                      f"held-out evaluation{' (in order: --feedback)' if self.feedback else ''}")
+        if self.feedback:
+            self.calib = self._with_state(self.calib)
         self.out = Path(out)
         self.cache = Cache(cache_dir or default_cache_dir(out), self.progress)
-        self._reference: Optional[np.ndarray] = None
+        self._reference: dict = {}
         self._fidelity: dict[tuple, tuple] = {}
         self._passes: dict[str, tuple] = {}
 
     def _dataset(self, data, allow_random: bool) -> Dataset:
         if isinstance(data, Dataset):
-            check_fits(data.x, self.model, data.source)
+            check_fits(data, self.model, data.source)
+            if self.feedback:
+                data.ordered = True
             return data
         if data is not None:
-            return load_data(data, self.model)
+            return load_data(data, self.model, ordered=bool(self.feedback))
         if not allow_random:
-            raise DataError("no calibration data: give samples with --data (.npy, .npz or an image folder), "
-                            "or allow random calibration explicitly with --random-calibration")
+            raise DataError("no calibration data: give samples with --data (.npz keyed by input names, .npy, or an "
+                            "image folder), or allow random calibration explicitly with --random-calibration")
         self.progress("WARNING: no --data: calibrating on random samples; INT8 accuracy is unknown")
         log.warning("calibrating on random samples: INT8 accuracy is unknown")
-        return random_data(self.model, RANDOM_SAMPLES)
+        ds = random_data(self.model, RANDOM_SAMPLES)
+        ds.ordered = bool(self.feedback)
+        return ds
+
+    def _with_state(self, ds: Dataset) -> Dataset:
+        """Calibration samples with the recurrent state the FP32 model really feeds back."""
+        fed: dict = {}
+        self.model.run(ds.samples(self.model), self.feedback, record=fed)
+        return Dataset(None, ds.y, ds.source, ds.preprocessing + "; state inputs fed back from the FP32 model",
+                       {k: np.asarray(v) for k, v in fed.items()}, True)
+
+    def reference_of(self, model: LoadedModel) -> dict:
+        """{output name: FP32 outputs on the held-out samples} of ``model`` (the source or a passed one)."""
+        key = id(model)
+        if key not in self._reference:
+            self._reference[key] = (model, model.run(self.eval.samples(self.model), self.feedback))
+        return self._reference[key][1]
 
     @property
-    def reference(self) -> np.ndarray:
-        if self._reference is None:
-            self._reference = self.model.predict(self.eval.x)
-        return self._reference
+    def reference(self) -> dict:
+        return self.reference_of(self.model)
 
     def passes_for(self, specs: list[dict]) -> tuple[LoadedModel, list[dict]]:
         if not specs:
@@ -96,21 +128,58 @@ class _Job:
             self._passes[key] = apply_passes(self.model, specs, self.dataset, eval_data=self.eval)
         return self._passes[key]
 
-    def measure(self, path: Path, sha: str, layout: str) -> tuple:
+    def measure(self, path: Path, sha: str, layout: str, model: LoadedModel) -> tuple:
         """(fidelity, inputs, outputs) of one artifact file, memoized by its content."""
-        key = (sha, layout)
+        key = (sha, layout, id(model))
         if key not in self._fidelity:
+            from .device.execute import resolve_by_values
             from .exporters.execute import ArtifactRunner, describe
+            from .fidelity import apply_metric, compare_all
 
-            runner = ArtifactRunner(path, layout=layout, source_layout=self.model.layout)
-            out = runner.run(self.eval.x, expect_shape=self.reference.shape)
-            self._fidelity[key] = (compare(self.reference, out, self.eval.y), *describe(runner))
+            ref = self.reference_of(model)
+            runner = ArtifactRunner(path, layout=layout, source_layout=self.model.layout,
+                                    model_inputs=[asdict(t) for t in self.model.inputs],
+                                    model_outputs=[asdict(t) for t in self.model.outputs])
+            raw = runner.run_raw(self.eval.samples(self.model), self.feedback)
+            out_map = resolve_by_values(raw, ref, runner.executor.map_outputs())
+            outputs = {out_map[k]: v for k, v in raw.items() if k in out_map}
+            fid = compare_all(ref, outputs, self.eval.y)
+            if model is not self.model and fid.accuracy is not None:     # task quality against the source
+                src = compare_all(self.reference, outputs, self.eval.y)
+                fid.reference_accuracy = src.reference_accuracy
+            if self.metric is not None:
+                fid.metric = apply_metric(self.metric, ref, outputs, self.eval.y)
+            ins, outs = describe(runner, out_map, runner.executor.input_map_used)
+            self._fidelity[key] = (fid, ins, outs, list(runner.executor.notes))
         return self._fidelity[key]
+
+
+def check_feedback(model: LoadedModel, feedback) -> dict:
+    """``{OUTPUT: INPUT}`` checked against the model's names (UsageError naming the valid ones)."""
+    fb = dict(feedback or {})
+    outs, ins = [t.name for t in model.outputs], [t.name for t in model.inputs]
+    for o, i in fb.items():
+        if o not in outs:
+            raise UsageError(f"--feedback {o}={i}: the model has no output {o!r}; outputs: {', '.join(outs)}")
+        if i not in ins:
+            raise UsageError(f"--feedback {o}={i}: the model has no input {i!r}; inputs: {', '.join(ins)}")
+    return fb
+
+
+def parse_feedback(texts) -> dict:
+    out = {}
+    for t in texts or []:
+        o, sep, i = str(t).partition("=")
+        if not sep or not o or not i:
+            raise UsageError(f"--feedback {t!r}: expected OUTPUT=INPUT (an output fed back as the next sample's input)")
+        out[o] = i
+    return out
 
 
 def compress(model, profile, data=None, out: str | Path = "out", *, passes: Optional[list[dict]] = None,
              allow_random_calibration: bool = False, cache_dir=None,
-             progress: Optional[Callable[[str], None]] = None) -> Manifest:
+             progress: Optional[Callable[[str], None]] = None, feedback=None, metric=None,
+             quality=None) -> Manifest:
     """Build ``profile``'s artifacts for ``model`` into ``OUT/<profile>/``; return the manifest.
 
     ``model``: a LoadedModel or a MODEL spec (``models.load_model``); ``profile``: a
@@ -119,13 +188,18 @@ def compress(model, profile, data=None, out: str | Path = "out", *, passes: Opti
     """
     return compress_many(model, [profile], data, out, passes=passes,
                          allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
-                         progress=progress)[_name(profile)]
+                         progress=progress, feedback=feedback, metric=metric, quality=quality)[_name(profile)]
 
 
 def compress_many(model, profiles: Iterable, data=None, out: str | Path = "out", *,
                   passes: Optional[list[dict]] = None, allow_random_calibration: bool = False,
-                  cache_dir=None, progress=None) -> dict[str, Manifest]:
-    """``compress`` for several profiles; model, samples, reference and cached steps are shared."""
+                  cache_dir=None, progress=None, feedback=None, metric=None, quality=None) -> dict[str, Manifest]:
+    """``compress`` for several profiles; model, samples, reference and cached steps are shared.
+
+    ``feedback``: ``{OUTPUT: INPUT}`` recurrent state; ``metric``: ``module:function`` (or a
+    callable) scoring (reference, outputs) by name; ``quality``: overrides of the profiles'
+    ``quality:`` floor (``min_cosine``, ``min_sqnr_db``, ``min_top1_agreement``, ``max_accuracy_drop``).
+    """
     profiles = [load_profile(p) for p in profiles]
     if not profiles:
         raise UsageError("no profile given")
@@ -139,8 +213,19 @@ def compress_many(model, profiles: Iterable, data=None, out: str | Path = "out",
         validate_pass_specs(passes, source="command line", error=UsageError)
     model = model if isinstance(model, LoadedModel) else load_model(model)
     plans = [(p, check_supported(model.kind, p.artifacts, f"profile {p.name}")) for p in profiles]
+    if isinstance(metric, str):
+        from .fidelity import user_metric
+
+        try:
+            metric = user_metric(metric)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+    bad = set(quality or {}) - {"min_cosine", "min_sqnr_db", "min_top1_agreement", "max_accuracy_drop"}
+    if bad:
+        raise UsageError(f"unknown quality setting(s) {sorted(bad)}; valid: min_cosine, min_sqnr_db, "
+                         f"min_top1_agreement, max_accuracy_drop")
     job = _Job(model, data, out, allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
-               progress=progress)
+               progress=progress, feedback=feedback, metric=metric, quality=quality)
     return {p.name: _compress_one(job, p, caps, [*p.passes, *passes]) for p, caps in plans}
 
 
@@ -150,25 +235,34 @@ def _name(profile) -> str:
 
 def _compress_one(job: _Job, profile: DeviceProfile, caps, pass_specs: list[dict]) -> Manifest:
     model, reports = job.passes_for(pass_specs)
-    ctx = ExportContext(model, job.cache, job.calib, job.progress)
+    ctx = ExportContext(model, job.cache, job.calib, job.progress, batch=profile.batch)
+    quality = profile.quality.model_copy(update={k: v for k, v in job.quality.items() if v is not None})
+    notes = list(job.notes)
+    if any(s.precision == "int8" for s in profile.artifacts) and len(job.calib) < CALIB_SAMPLES:
+        note = (f"only {len(job.calib)} calibration samples for static INT8 (fewer than {CALIB_SAMPLES}): "
+                f"activation ranges may not cover real inputs; give more --data")
+        notes.append(note)
+        job.progress(f"WARNING: {note}")
     job.out.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(dir=job.out, prefix=f".{profile.name}.building-"))
-    os.chmod(build, 0o755)
+    os.chmod(build, 0o777 & ~_umask())
     first_event = len(job.cache.events)
     try:
         records = []
         for spec, cap in zip(profile.artifacts, caps):
             job.progress(f"[{profile.name}] {spec.precision}.{spec.format} ...")
-            records.append(_build_artifact(job, ctx, spec, cap, build, reports))
+            records.append(_build_artifact(job, ctx, spec, cap, build, reports, quality))
         manifest = Manifest(
             model={"source": job.model.source, "sha256": job.model.sha256, "kind": job.model.kind,
                    "layout": job.model.layout, "inputs": [asdict(t) for t in job.model.inputs],
                    "outputs": [asdict(t) for t in job.model.outputs],
-                   "fp32_size_bytes": _fp32_sizes(ctx, profile, records)},
+                   "shapes": {k: list(v) for k, v in job.model.shapes.items()},
+                   "shape_source": dict(job.model.shape_source), "opset": job.model.opset,
+                   "feedback": job.feedback, "fp32_size_bytes": _fp32_sizes(ctx, profile, records)},
             profile=profile.name, artifacts=records, data=_data_record(job),
             edgecompress_version=__version__,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            steps=job.cache.events[first_event:])
+            steps=job.cache.events[first_event:], notes=notes, quality=quality.model_dump())
         manifest.write(build / "manifest.json")
         final = job.out / profile.name
         _replace_dir(build, final)
@@ -179,7 +273,7 @@ def _compress_one(job: _Job, profile: DeviceProfile, caps, pass_specs: list[dict
 
 
 def _build_artifact(job: _Job, ctx: ExportContext, spec: ArtifactSpec, cap, build: Path,
-                    reports: list[dict]) -> ArtifactRecord:
+                    reports: list[dict], quality) -> ArtifactRecord:
     rec = ArtifactRecord(path=f"model.{spec.precision}.{spec.format}", format=spec.format,
                          precision=spec.precision, layout=ctx.model.layout, passes=reports)
     dst = build / rec.path
@@ -187,15 +281,20 @@ def _build_artifact(job: _Job, ctx: ExportContext, spec: ArtifactSpec, cap, buil
     try:
         built = get_exporter(cap.exporter).export(ctx, spec)
         rec.layout, rec.tools, rec.calibration = built.layout, built.tools, built.calibration
+        rec.notes, rec.float_ops, rec.opset = list(built.notes), list(built.float_ops), built.opset
         shutil.copyfile(built.path, dst)
+        os.chmod(dst, 0o666 & ~_umask())
         data = dst.read_bytes()
         rec.size_bytes, rec.sha256 = len(data), sha256_file(dst)
         rec.gzip_size_bytes = len(gzip.compress(data, 9))
-        rec.fidelity, rec.inputs, rec.outputs = job.measure(dst, rec.sha256, rec.layout)
-        agree = rec.fidelity.top1_agreement
-        if agree is not None and agree < LOW_AGREEMENT:
-            job.progress(f"WARNING: {rec.path} agrees with the FP32 reference on only {agree:.1%} "
-                         f"of {rec.fidelity.samples} held-out samples")
+        rec.fidelity, rec.inputs, rec.outputs, run_notes = job.measure(dst, rec.sha256, rec.layout, ctx.model)
+        rec.notes += run_notes
+        task_ref = None
+        if ctx.model is not job.model and rec.fidelity.reference_accuracy is not None:
+            task_ref = rec.fidelity.reference_accuracy
+        rec.status, rec.fidelity.reasons = judge(rec.fidelity, quality, task_ref)
+        if rec.status == "degraded":
+            job.progress(f"DEGRADED {rec.path}: {'; '.join(rec.fidelity.reasons)}")
     except Exception as e:  # one artifact failing never loses the others
         log.debug("artifact %s failed", rec.path, exc_info=True)
         rec.status, rec.error = "failed", _reason(e)
@@ -204,6 +303,12 @@ def _build_artifact(job: _Job, ctx: ExportContext, spec: ArtifactSpec, cap, buil
         job.progress(f"FAILED {rec.path}: {rec.error}")
     rec.seconds = round(time.perf_counter() - t0, 3)
     return rec
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _reason(e: Exception) -> str:
@@ -215,7 +320,7 @@ def _reason(e: Exception) -> str:
 
 def _fp32_sizes(ctx: ExportContext, profile: DeviceProfile, records: list[ArtifactRecord]) -> dict[str, int]:
     """FP32 file size per format in this profile (built in the cache if the profile lacks it)."""
-    sizes = {r.format: r.size_bytes for r in records if r.precision == "fp32" and r.status == "ok"}
+    sizes = {r.format: r.size_bytes for r in records if r.precision == "fp32" and r.status != "failed"}
     for fmt in sorted({s.format for s in profile.artifacts} - set(sizes)):
         cap = find_capability(ctx.model.kind, fmt, "fp32")
         try:
@@ -246,5 +351,5 @@ def _replace_dir(src: Path, dst: Path) -> None:
 def size_ratio(manifest: Manifest, rec: ArtifactRecord) -> Optional[float]:
     """``rec``'s size over the FP32 file of the same format (None if unknown)."""
     ref = (manifest.model.get("fp32_size_bytes") or {}).get(rec.format)
-    return rec.size_bytes / ref if ref and rec.status == "ok" else None
+    return rec.size_bytes / ref if ref and rec.status != "failed" else None
 

@@ -27,6 +27,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)         # the user's umask, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -43,13 +46,41 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 @dataclass
 class TensorSpec:
+    """One tensor: ``shape`` keeps symbolic dims by name (str) or None where unnamed.
+
+    In an artifact's ``inputs``/``outputs``, ``model_name`` is the source model's tensor it is
+    (the map from artifact to model), and ``scale``/``zero_point`` its quantization, if any.
+    """
     name: str
     shape: list
     dtype: str = "float32"
+    model_name: Optional[str] = None
+    scale: Optional[float] = None
+    zero_point: Optional[int] = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorSpec":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class OutputFidelity:
+    """One output, over ALL its samples at once (a per-sample mean is noise near zero)."""
+    name: str
+    max_abs: Optional[float] = None
+    mean_abs: Optional[float] = None
+    cosine: Optional[float] = None
+    sqnr_db: Optional[float] = None
+    top1_agreement: Optional[float] = None      # class-score outputs only
+    accuracy: Optional[float] = None            # with labels
+    reference_accuracy: Optional[float] = None
+    metric: Optional[dict] = None
 
 
 @dataclass
 class Fidelity:
+    """The aggregate is the WORST output's (lowest cosine/SQNR/agreement, highest error)."""
     max_abs: Optional[float] = None
     cosine: Optional[float] = None
     top1_agreement: Optional[float] = None
@@ -57,6 +88,19 @@ class Fidelity:
     reference_accuracy: Optional[float] = None
     sqnr_db: Optional[float] = None
     samples: int = 0
+    mean_abs: Optional[float] = None
+    outputs: list[OutputFidelity] = field(default_factory=list)
+    metric: Optional[dict] = None               # --metric module:function's result
+    worst_output: Optional[str] = None
+    reasons: list[str] = field(default_factory=list)   # why below the quality floor (degraded)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Fidelity":
+        d = dict(d)
+        d["outputs"] = [OutputFidelity(**{k: v for k, v in o.items() if k in OutputFidelity.__dataclass_fields__})
+                        for o in d.get("outputs") or []]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -67,7 +111,7 @@ class ArtifactRecord:
     layout: str = "NCHW"           # input layout the artifact takes
     size_bytes: int = 0
     sha256: Optional[str] = None
-    status: str = "ok"             # ok | failed
+    status: str = "ok"             # ok | degraded (below the quality floor) | failed
     error: Optional[str] = None
     fidelity: Fidelity = field(default_factory=Fidelity)
     inputs: list[TensorSpec] = field(default_factory=list)
@@ -77,13 +121,16 @@ class ArtifactRecord:
     gzip_size_bytes: Optional[int] = None
     seconds: Optional[float] = None
     calibration: Optional[str] = None   # int8: how activation ranges were calibrated
+    notes: list[str] = field(default_factory=list)   # what a format or converter changed (batch, opset, ...)
+    float_ops: list[str] = field(default_factory=list)   # ops left in float by the quantizer / converter
+    opset: Optional[dict] = None        # {"source": 12, "converted_to": 13} when converted before QDQ
 
     @classmethod
     def from_dict(cls, d: dict) -> "ArtifactRecord":
         d = dict(d)
-        d["fidelity"] = Fidelity(**(d.get("fidelity") or {}))
-        d["inputs"] = [TensorSpec(**t) for t in d.get("inputs") or []]
-        d["outputs"] = [TensorSpec(**t) for t in d.get("outputs") or []]
+        d["fidelity"] = Fidelity.from_dict(d.get("fidelity") or {})
+        d["inputs"] = [TensorSpec.from_dict(t) for t in d.get("inputs") or []]
+        d["outputs"] = [TensorSpec.from_dict(t) for t in d.get("outputs") or []]
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -97,6 +144,8 @@ class Manifest:
     edgecompress_version: str = ""
     created: str = ""
     steps: list[dict[str, Any]] = field(default_factory=list)   # cache steps: step, key, cached, seconds
+    notes: list[str] = field(default_factory=list)
+    quality: dict[str, Any] = field(default_factory=dict)       # the quality floor applied
     path: Optional[Path] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -119,7 +168,8 @@ class Manifest:
         m = cls(model=d["model"], profile=d["profile"],
                 artifacts=[ArtifactRecord.from_dict(a) for a in d.get("artifacts", [])],
                 data=d.get("data", {}), edgecompress_version=d.get("edgecompress_version", ""),
-                created=d.get("created", ""), steps=d.get("steps", []))
+                created=d.get("created", ""), steps=d.get("steps", []), notes=d.get("notes", []),
+                quality=d.get("quality", {}))
         m.path = path
         return m
 
@@ -129,4 +179,5 @@ class Manifest:
         return self.path.parent
 
     def ok_artifacts(self) -> list[ArtifactRecord]:
-        return [a for a in self.artifacts if a.status == "ok"]
+        """Artifacts that were built and run: ``ok`` and ``degraded`` (still measured and shown)."""
+        return [a for a in self.artifacts if a.status in ("ok", "degraded")]

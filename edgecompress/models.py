@@ -8,9 +8,14 @@
 * ``file.py:factory`` / ``package.module:factory`` -> kind ``"torch"`` (``nn.Module``; ``weights=``
   a ``state_dict`` file is loaded into it)
 
-Input names, shapes and dtypes come from the model; PyTorch models do not record them, so
-``input_shape`` is required there (a factory's module may declare ``INPUT_SHAPE`` instead).
-A symbolic batch dimension becomes 1 (device artifacts use a fixed batch of one).
+Every input and output is described by name, dtype and shape; symbolic dims are kept by name
+(``"batch"``, ``"height"``; None where unnamed). ``--input-shape [NAME=]DIMS`` (``shapes=``)
+fixes an input's dims; otherwise they come from ``--data`` (:meth:`LoadedModel.fix_shapes`), and a
+dim still unknown where one is needed is an error naming the input and the flag that fixes it.
+PyTorch models do not record their inputs, so there ``--input-shape`` is required (a factory's
+module may declare ``INPUT_SHAPE``, or ``INPUT_SHAPES = {name: dims}`` and ``INPUT_DTYPES``).
+``run(samples)`` gives the reference outputs by name through THE executor's sample loop
+(:mod:`edgecompress.device.execute`), the same loop that runs every artifact.
 Every failure raises :class:`~edgecompress.errors.ModelError` naming the path and what is valid.
 """
 from __future__ import annotations
@@ -37,7 +42,7 @@ _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: 
 
 @dataclass
 class LoadedModel:
-    """A model in its own framework, ready to export. ``predict`` gives the FP32 reference."""
+    """A model in its own framework, ready to export. ``run`` gives the FP32 reference."""
 
     kind: str
     obj: Any
@@ -47,36 +52,93 @@ class LoadedModel:
     source: str
     sha256: str
     _session: Any = field(default=None, repr=False, compare=False)
+    shapes: dict = field(default_factory=dict)      # input name -> concrete dims (flag or data)
+    shape_source: dict = field(default_factory=dict)  # input name -> "--input-shape" | "data"
+    opset: Optional[int] = None
 
-    def predict(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
-        """First output for ``x`` (float32, shape (N, ...) in ``layout``), computed in batches."""
-        x = np.asarray(x, dtype=np.float32)
-        outs = [self._predict_batch(x[i:i + batch]) for i in range(0, len(x), batch)]
-        return np.concatenate(outs).astype(np.float32)
+    # -- shapes ----------------------------------------------------------------------------
+    def concrete_shape(self, name: str, need: str = "this") -> tuple:
+        """Concrete dims of input ``name``: fixed ones, else a leading symbolic batch as 1; else ModelError."""
+        if name in self.shapes:
+            return tuple(self.shapes[name])
+        spec = next(t for t in self.inputs if t.name == name)
+        dims = list(spec.shape)
+        if dims and not isinstance(dims[0], int):
+            dims[0] = 1
+        if any(not isinstance(d, int) for d in dims):
+            example = ",".join(str(d) if isinstance(d, int) else str(d or "N").upper() for d in dims)
+            raise ModelError(f"input {name!r} has unknown dims {spec.shape} and {need} needs them: give them with "
+                             f"--input-shape {name}={example} (a number for each name), or --data with samples "
+                             f"of that input")
+        return tuple(dims)
 
-    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+    def fix_shapes(self, samples: dict, source: str = "data") -> None:
+        """Take the dims of inputs not fixed by --input-shape from one sample each (said in shape_source)."""
+        for t in self.inputs:
+            if t.name in samples and t.name not in self.shapes:
+                self.shapes[t.name] = tuple(int(d) for d in np.shape(samples[t.name][0]))
+                self.shape_source[t.name] = source
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.concrete_shape(self.inputs[0].name)
+
+    @property
+    def batchable(self) -> bool:
+        """Whether samples may be stacked on axis 0 (every input's leading dim is not fixed, or torch/keras)."""
+        if self.kind == "onnx":
+            return all(t.shape and not isinstance(t.shape[0], int) for t in self.inputs)
+        return all(t.shape and t.shape[0] in (1, None) or not isinstance(t.shape[0], int) for t in self.inputs)
+
+    # -- running ---------------------------------------------------------------------------
+    def call(self, feeds: dict) -> dict:
+        """One forward pass: {input name: array} -> {output name: array}."""
+        names = [t.name for t in self.inputs]
         if self.kind == "torch":
             import torch
 
             with torch.no_grad():
-                out = self.obj(torch.from_numpy(np.ascontiguousarray(x)))
-            return _first(out).detach().cpu().numpy()
+                out = self.obj(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names])
+            return self._named([o.detach().cpu().numpy() for o in _as_list(out)])
         if self.kind == "onnx":
             if self._session is None:
                 import onnxruntime as ort
 
-                self._session = ort.InferenceSession(self.obj.SerializeToString(),
+                so = ort.SessionOptions()
+                so.log_severity_level = 3
+                self._session = ort.InferenceSession(self.obj.SerializeToString(), so,
                                                      providers=["CPUExecutionProvider"])
-            name = self.inputs[0].name
-            if self.inputs[0].shape[0] == 1 and len(x) != 1:   # fixed batch of one
-                return np.concatenate([self._session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
-            return self._session.run(None, {name: x})[0]
-        out = self.obj(x, training=False)
-        return np.asarray(_first(out))
+            return dict(zip([o.name for o in self._session.get_outputs()],
+                            self._session.run(None, {n: feeds[n] for n in names})))
+        xs = [feeds[n] for n in names]
+        out = self.obj(xs if len(xs) > 1 else xs[0], training=False)
+        if isinstance(out, dict):
+            return {k: np.asarray(v) for k, v in out.items()}
+        return self._named([np.asarray(o) for o in _as_list(out)])
 
-    @property
-    def input_shape(self) -> tuple:
-        return tuple(self.inputs[0].shape)
+    def _named(self, arrays: list) -> dict:
+        if len(arrays) != len(self.outputs):
+            raise ModelError(f"{self.source}: the model gave {len(arrays)} outputs, {len(self.outputs)} expected")
+        return {o.name: a for o, a in zip(self.outputs, arrays)}
+
+    def run(self, samples: dict, feedback: Optional[dict] = None, record: Optional[dict] = None) -> dict:
+        """Reference outputs {output name: array over all samples} (see device.execute.run_samples)."""
+        from .device.execute import run_samples
+
+        return run_samples(self.call, samples, feedback=feedback, batchable=self.batchable, record=record)
+
+    def predict(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
+        """First output for ``x`` (N, ...) samples of the only input (old single-I/O convenience)."""
+        x = np.asarray(x, dtype=np.float32)
+        return np.asarray(self.run({self.inputs[0].name: x[:, None]})[self.outputs[0].name]).astype(np.float32)
+
+
+def _as_list(out) -> list:
+    if isinstance(out, dict):
+        return [out[k] for k in out]
+    if isinstance(out, (list, tuple)):
+        return list(out)
+    return [out]
 
 
 def _first(out):
@@ -87,40 +149,89 @@ def _first(out):
     return out
 
 
-def load_model(spec: str | Path, *, weights: str | Path | None = None,
-               input_shape: Optional[tuple] = None) -> LoadedModel:
-    """Load ``spec`` (see the module docstring); raise ModelError naming what was wrong."""
+def load_model(spec: str | Path, *, weights: str | Path | None = None, input_shape=None) -> LoadedModel:
+    """Load ``spec`` (see the module docstring); raise ModelError naming what was wrong.
+
+    ``input_shape``: dims for the only input (a tuple), or ``{name: dims}`` (``None`` as a name =
+    the only input), as ``--input-shape [NAME=]DIMS`` gives them (:func:`parse_shapes`).
+    """
     spec = str(spec)
-    if input_shape is not None:
-        input_shape = _check_shape(input_shape)
+    shapes = _shape_dict(input_shape)
     path = Path(spec)
     if not path.exists() and ":" in spec and not spec.endswith(":"):
-        return _load_factory(spec, weights, input_shape)
+        return _apply_shapes(_load_factory(spec, weights, shapes), shapes)
     if weights is not None:
         raise ModelError(f"--weights is only for a file.py:factory model, not for {spec}")
     if not path.exists():
         raise ModelError(f"{spec}: model not found; MODEL is one of: {VALID_SPECS}")
     if path.is_dir():
         if (path / "saved_model.pb").exists():
-            return _load_saved_model(path, input_shape)
+            return _apply_shapes(_load_saved_model(path, shapes), shapes)
         raise ModelError(f"{spec}: is a folder without saved_model.pb; MODEL is one of: {VALID_SPECS}")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        return _load_onnx(path, input_shape)
+        return _apply_shapes(_load_onnx(path), shapes)
     if suffix in (".keras", ".h5", ".hdf5"):
-        return _load_keras(path, input_shape)
+        return _apply_shapes(_load_keras(path, shapes), shapes)
     if suffix in (".pt", ".pth", ".torchscript"):
-        return _load_torchscript(path, input_shape)
+        return _apply_shapes(_load_torchscript(path, shapes), shapes)
     raise ModelError(f"{spec}: unknown model file type {suffix or '(no suffix)'!r}; MODEL is one of: {VALID_SPECS}")
 
 
-def parse_shape(text: str) -> tuple:
+def _shape_dict(input_shape) -> dict:
+    if input_shape is None:
+        return {}
+    if isinstance(input_shape, dict):
+        return {k: _check_shape(v) for k, v in input_shape.items()}
+    return {None: _check_shape(input_shape)}
+
+
+def parse_shapes(texts) -> dict:
+    """``["1,3,224,224"]`` or ``["ids=1,128", "mask=1,128"]`` -> ``{None|name: dims}``; ModelError otherwise."""
+    out: dict = {}
+    for text in texts or []:
+        name, _, dims = str(text).rpartition("=")
+        key = name.strip() or None
+        if key in out:
+            raise ModelError(f"--input-shape {text!r}: {'the unnamed input' if key is None else repr(key)} "
+                             f"is given twice")
+        out[key] = parse_shape(dims, text)
+    if None in out and len(out) > 1:
+        raise ModelError("--input-shape: an unnamed shape is only for a single-input model; name every input "
+                         "(NAME=DIMS) when there are several")
+    return out
+
+
+def _apply_shapes(model: LoadedModel, shapes: dict) -> LoadedModel:
+    names = [t.name for t in model.inputs]
+    for key, dims in shapes.items():
+        if key is None:
+            if len(names) != 1:
+                raise ModelError(f"{model.source}: --input-shape {','.join(map(str, dims))} has no name, but the "
+                                 f"model has {len(names)} inputs ({', '.join(names)}); write NAME=DIMS, e.g. "
+                                 f"--input-shape {names[0]}={','.join(map(str, dims))}")
+            key = names[0]
+        if key not in names:
+            from .registry import suggest
+
+            raise ModelError(f"{model.source}: --input-shape {key}=...: no input {key!r}{suggest(key, names)}; "
+                             f"inputs: {', '.join(names)}")
+        spec = next(t for t in model.inputs if t.name == key)
+        if len(dims) != len(spec.shape) or any(isinstance(d, int) and d != s for d, s in zip(spec.shape, dims)):
+            raise ModelError(f"{model.source}: --input-shape {key}={','.join(map(str, dims))} does not fit input "
+                             f"{key!r} of shape {spec.shape} (rank {len(spec.shape)}; fixed dims must match)")
+        model.shapes[key] = tuple(dims)
+        model.shape_source[key] = "--input-shape"
+    return model
+
+
+def parse_shape(text: str, flag: str | None = None) -> tuple:
     """``"1,3,224,224"`` -> ``(1, 3, 224, 224)``; ModelError for anything else."""
     try:
         return _check_shape(tuple(int(p) for p in str(text).split(",")))
-    except ValueError:
-        raise ModelError(f"--input-shape {text!r}: expected positive integers separated by commas, "
-                         f"e.g. 1,3,224,224") from None
+    except (ValueError, ModelError):
+        raise ModelError(f"--input-shape {flag or text!r}: expected [NAME=]positive integers separated by commas, "
+                         f"e.g. 1,3,224,224 or ids=1,128") from None
 
 
 def _check_shape(shape) -> tuple:
@@ -139,7 +250,7 @@ def _guess_layout(shape) -> str:
 
 # --- ONNX -----------------------------------------------------------------------------------------
 
-def _load_onnx(path: Path, input_shape) -> LoadedModel:
+def _load_onnx(path: Path) -> LoadedModel:
     import onnx
 
     try:
@@ -151,52 +262,37 @@ def _load_onnx(path: Path, input_shape) -> LoadedModel:
     graph_inputs = [i for i in model.graph.input if i.name not in inits]
     if not graph_inputs:
         raise ModelError(f"{path}: the ONNX graph has no inputs")
-    inputs = []
-    for k, vi in enumerate(graph_inputs):
-        inputs.append(_onnx_spec(vi, path, input_shape if k == 0 else None))
-    outputs = [_onnx_spec(vi, path, None, strict=False) for vi in model.graph.output]
-    # make the batch dimension concrete so every exporter sees a fixed batch of one
-    for vi, spec in zip(graph_inputs, inputs):
-        for d, n in zip(vi.type.tensor_type.shape.dim, spec.shape):
-            d.dim_value = n
-    return LoadedModel("onnx", model, inputs, outputs, _guess_layout(inputs[0].shape), str(path),
-                       sha256_file(path))
+    inputs = [onnx_spec(vi) for vi in graph_inputs]
+    outputs = [onnx_spec(vi) for vi in model.graph.output]
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    first = next((t for t in inputs if t.dtype.startswith("float") and len(t.shape) == 4), inputs[0])
+    m = LoadedModel("onnx", model, inputs, outputs, _guess_layout(first.shape), str(path), sha256_file(path))
+    m.opset = opset
+    return m
 
 
-def _onnx_spec(vi, path, input_shape, strict=True) -> TensorSpec:
+def onnx_spec(vi) -> TensorSpec:
+    """name, dtype, shape of an ONNX value; symbolic dims by their name (None where unnamed)."""
     t = vi.type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-    if input_shape is not None:
-        if len(input_shape) != len(dims) or any(d not in (None, s) for d, s in zip(dims, input_shape)):
-            raise ModelError(f"{path}: --input-shape {list(input_shape)} does not fit input "
-                             f"{vi.name!r} of shape {dims}")
-        dims = list(input_shape)
-    if dims and dims[0] is None:
-        dims[0] = 1
-    if strict and any(d is None for d in dims):
-        raise ModelError(f"{path}: input {vi.name!r} has symbolic dimensions {dims}; "
-                         f"give a fixed shape with --input-shape, e.g. 1,3,224,224")
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
     return TensorSpec(vi.name, dims, _ONNX_DTYPES.get(t.elem_type, str(t.elem_type)))
 
 
 # --- Keras ----------------------------------------------------------------------------------------
 
-def _keras_specs(model, input_shape):
-    ins = []
-    for k, t in enumerate(model.inputs):
-        shape = [1 if s is None else int(s) for s in t.shape]
-        if k == 0 and input_shape is not None:
-            if len(input_shape) != len(shape):
-                raise ModelError(f"--input-shape {list(input_shape)} does not fit Keras input shape {list(t.shape)}")
-            shape = list(input_shape)
-        name = getattr(t, "name", None) or f"input_{k}"
-        ins.append(TensorSpec(str(name).split(":")[0], shape, str(getattr(t.dtype, "name", t.dtype))))
-    outs = [TensorSpec(str(getattr(t, "name", f"output_{k}")).split(":")[0],
-                       [1 if s is None else int(s) for s in t.shape]) for k, t in enumerate(model.outputs)]
+def _keras_specs(model):
+    def dtype(t):
+        return str(getattr(t.dtype, "name", t.dtype))
+
+    ins = [TensorSpec(str(getattr(t, "name", None) or f"input_{k}").split(":")[0],
+                      [None if s is None else int(s) for s in t.shape], dtype(t)) for k, t in enumerate(model.inputs)]
+    names = list(getattr(model, "output_names", None) or [])
+    outs = [TensorSpec(names[k] if k < len(names) else str(getattr(t, "name", f"output_{k}")).split(":")[0],
+                       [None if s is None else int(s) for s in t.shape], dtype(t)) for k, t in enumerate(model.outputs)]
     return ins, outs
 
 
-def _load_keras(path: Path, input_shape) -> LoadedModel:
+def _load_keras(path: Path, shapes) -> LoadedModel:
     try:
         import keras
 
@@ -205,13 +301,18 @@ def _load_keras(path: Path, input_shape) -> LoadedModel:
         raise ModelError(f"{path}: cannot load as a Keras model ({type(e).__name__}: {str(e)[:300]})") from e
     if not getattr(model, "inputs", None):
         raise ModelError(f"{path}: the Keras model has no defined inputs (build it with keras.Input)")
-    ins, outs = _keras_specs(model, input_shape)
-    model(np.zeros(ins[0].shape, np.float32), training=False)   # an .h5 model must be called once
-    return LoadedModel("keras", model, ins, outs, "NHWC" if len(ins[0].shape) == 4 else "NCHW",
-                       str(path), sha256_file(path))
+    ins, outs = _keras_specs(model)
+    m = LoadedModel("keras", model, ins, outs, "NHWC" if len(ins[0].shape) == 4 else "NCHW",
+                    str(path), sha256_file(path))
+    _apply_shapes(m, shapes)
+    try:     # an .h5 model must be called once
+        m.call({t.name: np.zeros(m.concrete_shape(t.name), t.dtype) for t in ins})
+    except ModelError:
+        pass
+    return m
 
 
-def _load_saved_model(path: Path, input_shape) -> LoadedModel:
+def _load_saved_model(path: Path, shapes) -> LoadedModel:
     """A TensorFlow SavedModel folder, wrapped as a Keras model around its serving signature."""
     try:
         import keras
@@ -220,16 +321,14 @@ def _load_saved_model(path: Path, input_shape) -> LoadedModel:
         loaded = tf.saved_model.load(str(path))
         sig = loaded.signatures["serving_default"]
         (spec,) = sig.structured_input_signature[1].values()
-        shape = [1 if s is None else int(s) for s in spec.shape]
-        if input_shape is not None:
-            shape = list(input_shape)
-        inp = keras.Input(shape=shape[1:], batch_size=1, name=spec.name or "x")
+        shape = [None if s is None else int(s) for s in spec.shape]
+        inp = keras.Input(shape=shape[1:], name=spec.name or "x")
         out = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")(inp)
         model = keras.Model(inp, _first(out))
     except Exception as e:
         raise ModelError(f"{path}: cannot load as a SavedModel with a single-input 'serving_default' "
                          f"signature ({type(e).__name__}: {str(e)[:300]})") from e
-    ins, outs = _keras_specs(model, input_shape)
+    ins, outs = _keras_specs(model)
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(str(f.relative_to(path)).encode() + b"\0" + sha256_file(f).encode())
@@ -238,24 +337,33 @@ def _load_saved_model(path: Path, input_shape) -> LoadedModel:
 
 # --- PyTorch --------------------------------------------------------------------------------------
 
-def _torch_specs(model, shape, where) -> tuple[list, list]:
+def _torch_specs(model, shapes: dict, where, dtypes=None) -> tuple[list, list]:
     import torch
 
+    dtypes = dtypes or {}
+    if None in shapes:
+        shapes = {"x": shapes[None], **{k: v for k, v in shapes.items() if k is not None}}
+    feeds = [torch.zeros(tuple(d), dtype=getattr(torch, dtypes.get(n, "float32"))) for n, d in shapes.items()]
     try:
         with torch.no_grad():
-            out = _first(model(torch.zeros(shape)))
+            out = _as_list(model(*feeds))
     except Exception as e:
-        raise ModelError(f"{where}: running the model on an input of shape {list(shape)} failed "
-                         f"({type(e).__name__}: {str(e)[:300]}); check --input-shape") from e
-    return [TensorSpec("x", list(shape))], [TensorSpec("output", list(out.shape))]
+        what = (f"an input of shape {list(next(iter(shapes.values())))}" if len(shapes) == 1 else
+                f"inputs {dict((k, list(v)) for k, v in shapes.items())}")
+        raise ModelError(f"{where}: running the model on {what} "
+                         f"failed ({type(e).__name__}: {str(e)[:300]}); check --input-shape") from e
+    ins = [TensorSpec(n, list(d), dtypes.get(n, "float32")) for n, d in shapes.items()]
+    names = ["output"] if len(out) == 1 else [f"output_{k}" for k in range(len(out))]
+    return ins, [TensorSpec(n, list(o.shape), str(o.dtype).replace("torch.", "")) for n, o in zip(names, out)]
 
 
 def _need_shape(where: str):
     raise ModelError(f"{where}: a PyTorch model does not record its input shape; "
-                     f"give it with --input-shape, e.g. --input-shape 1,3,224,224")
+                     f"give it with --input-shape, e.g. --input-shape 1,3,224,224 (NAME=DIMS for each of "
+                     f"several inputs, in the order forward() takes them)")
 
 
-def _load_torchscript(path: Path, input_shape) -> LoadedModel:
+def _load_torchscript(path: Path, shapes) -> LoadedModel:
     import torch
 
     try:
@@ -263,13 +371,13 @@ def _load_torchscript(path: Path, input_shape) -> LoadedModel:
     except Exception as e:
         raise ModelError(f"{path}: not a TorchScript model ({type(e).__name__}: {str(e)[:200]}); a plain "
                          f"state_dict needs its code: use file.py:factory --weights {path}") from e
-    if input_shape is None:
+    if not shapes:
         _need_shape(str(path))
-    ins, outs = _torch_specs(model, input_shape, path)
-    return LoadedModel("torch", model, ins, outs, _guess_layout(input_shape), str(path), sha256_file(path))
+    ins, outs = _torch_specs(model, shapes, path)
+    return LoadedModel("torch", model, ins, outs, _guess_layout(ins[0].shape), str(path), sha256_file(path))
 
 
-def _load_factory(spec: str, weights, input_shape) -> LoadedModel:
+def _load_factory(spec: str, weights, shapes) -> LoadedModel:
     import torch
 
     target, _, attr = spec.rpartition(":")
@@ -311,11 +419,16 @@ def _load_factory(spec: str, weights, input_shape) -> LoadedModel:
         _load_weights(model, Path(weights), spec)
         h.update(b"\0weights\0" + sha256_file(weights).encode())
     model.eval()
-    if input_shape is None:
-        declared = getattr(module, "INPUT_SHAPE", None)
-        input_shape = _check_shape(declared) if declared else _need_shape(spec)
-    ins, outs = _torch_specs(model, input_shape, spec)
-    return LoadedModel("torch", model, ins, outs, _guess_layout(input_shape), spec, h.hexdigest())
+    if not shapes:
+        declared = getattr(module, "INPUT_SHAPES", None)
+        if declared:
+            shapes = {k: _check_shape(v) for k, v in dict(declared).items()}
+        elif getattr(module, "INPUT_SHAPE", None):
+            shapes = {None: _check_shape(module.INPUT_SHAPE)}
+        else:
+            _need_shape(spec)
+    ins, outs = _torch_specs(model, shapes, spec, getattr(module, "INPUT_DTYPES", None))
+    return LoadedModel("torch", model, ins, outs, _guess_layout(ins[0].shape), spec, h.hexdigest())
 
 
 def _load_weights(model, path: Path, spec: str) -> None:

@@ -77,6 +77,21 @@ class Energy(Strict):
         return self
 
 
+class OutputQuality(Strict):
+    min_cosine: Optional[float] = Field(None, ge=-1, le=1)
+    min_sqnr_db: Optional[float] = None
+    min_top1_agreement: Optional[float] = Field(None, ge=0, le=1)
+
+
+class Quality(Strict):
+    """The quality floor: below it an artifact that builds and runs is ``degraded``."""
+    min_cosine: float = Field(0.95, ge=-1, le=1, description="every output's cosine over all samples")
+    min_sqnr_db: Optional[float] = Field(None, description="every output's SQNR (off by default)")
+    min_top1_agreement: float = Field(0.9, ge=0, le=1, description="class-score outputs")
+    max_accuracy_drop: float = Field(5.0, ge=0, description="points of accuracy against the source, with labels")
+    outputs: dict[str, OutputQuality] = {}
+
+
 class DeviceProfile(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -88,6 +103,8 @@ class DeviceProfile(Strict):
     passes: list[dict[str, Any]] = []
     measure: Measure = Measure()
     energy: Energy = Energy()
+    quality: Quality = Quality()
+    batch: Optional[int] = Field(None, ge=1, description="fix the batch dim of ONNX artifacts (default: keep the source's)")
 
     @field_validator("passes")
     @classmethod

@@ -24,7 +24,7 @@ def test_known_noise_gives_known_sqnr_and_agreement():
     flipped = ref.copy()
     flipped[:250] = -flipped[:250]                                  # a quarter of the samples upside down
     g = compare(ref, flipped)
-    assert g.cosine == pytest.approx(0.5) and g.top1_agreement < 0.76 and g.accuracy is None
+    assert g.cosine == pytest.approx(0.5, abs=0.01) and g.top1_agreement < 0.76 and g.accuracy is None
 
 
 def test_non_classification_outputs_have_no_top1():

@@ -402,10 +402,17 @@ class DeviceSession:
             import numpy as np
 
             tag = secrets.token_hex(4)
-            io_in, io_out = f"{self.workdir}/io/in-{tag}.npy", f"{self.workdir}/io/out-{tag}.npy"
+            ext = "npz" if isinstance(inputs, dict) else "npy"
+            io_in, io_out = f"{self.workdir}/io/in-{tag}.{ext}", f"{self.workdir}/io/out-{tag}.{ext}"
             with tempfile.TemporaryDirectory() as tmp:
-                local = Path(tmp) / "in.npy"
-                np.save(local, np.ascontiguousarray(inputs, dtype=np.float32))
+                local = Path(tmp) / f"in.{ext}"
+                if isinstance(inputs, dict):      # by input name (+ "__io__": the artifact's I/O map)
+                    from ..device.execute import pack_inputs
+
+                    with open(local, "wb") as f:
+                        np.savez(f, **pack_inputs(inputs))
+                else:
+                    np.save(local, np.ascontiguousarray(inputs, dtype=np.float32))
                 self.transport.put(local, io_in)
             argv += ["--inputs", io_in, "--outputs", io_out]
         try:
@@ -420,12 +427,13 @@ class DeviceSession:
                 with tempfile.TemporaryDirectory() as tmp:
                     local = Path(tmp) / "out.npy"
                     self.transport.get(io_out, local)
-                    result["outputs"] = np.load(local)
+                    got = np.load(local)
+                    result["outputs"] = {k: got[k] for k in got.files} if hasattr(got, "files") else got
             return result
         finally:
             if io_in:
                 try:
-                    self.transport.run(["rm", "-f", io_in, io_out, io_out + ".part.npy"],
+                    self.transport.run(["rm", "-f", io_in, io_out, io_out + ".part"],
                                        timeout=self.step_timeout_s)
                 except EdgeCompressError as e:
                     log.warning("%s: could not remove %s: %s", self.target.name, io_in, e)

@@ -4,8 +4,8 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
 (``runner-<sha256>.pyz``). Protocol (version 1)::
 
     python3 runner.pyz bench --model PATH [--runs N] [--warmup N] [--min-seconds S]
-        [--threads T] [--cooldown S] [--inputs IN.npy|.npz --outputs OUT.npy]
-        [--layout NCHW|NHWC] [--input-layout NCHW|NHWC]
+        [--threads T] [--cooldown S] [--inputs IN.npz|IN.npy --outputs OUT]
+        [--layout NCHW|NHWC] [--input-layout NCHW|NHWC] [--input-shape [NAME=]DIMS ...]
         [--energy auto|rapl|pi5-pmic|android-battery|jetson-ina|command|none]
         [--energy-command CMD] [--energy-interval S] [--idle-seconds S]
         [--sysfs-root DIR] [--idle-w W --load-w W]
@@ -22,7 +22,8 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
      "thermal": {"temp_c_before", "temp_c_after", "freq_mhz_before", "freq_mhz_after",
                  "throttled", "throttle_flags", "throttled_raw"},
      "cpu": {"ms_per_inference", "utilization"},   # process CPU time during the runs / their wall time
-     "runs": N, "warmup": N, "inputs": [{"name", "shape", "dtype", ...}], "outputs_written": bool}
+     "runs": N, "warmup": N, "inputs": [{"name", "shape", "dtype", ...}], "outputs": [...],
+     "outputs_written": bool, "io_notes": [...]}
 
   Exit status 0 when status is "ok", 1 when "failed" (the JSON still says why and at which
   step), 2 for bad arguments. stderr carries ``step: NAME`` progress lines, so a host that
@@ -32,7 +33,13 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
   first inference (timed) -> warm-up -> cooldown sleep -> idle power for --idle-seconds
   (meters only) -> at least --runs inferences AND at least --min-seconds, each timed with
   perf_counter, raw samples kept -> thermal after -> peak RSS (VmHWM) -> outputs for the
-  given inputs (float32 in the source layout; transposed and (de)quantized here).
+  given inputs through THE executor (``execute.py``, the same code the host uses).
+  ``--inputs`` .npz: ``{model input name: (N, *whole input tensor)}`` in the model's dtypes plus
+  ``__io__`` (JSON bytes: ``model_inputs``, ``model_outputs``, ``input_map``, ``output_map``,
+  ``source_layout``, ``feedback``); OUT is then an .npz ``{model output name: array}``. The
+  old form, an .npy of one input's samples, gives an .npy of the first output. With inputs the
+  timed inference runs on the first given sample, else on random inputs (``--input-shape``
+  fixes dynamic dims; the result's ``note`` says when a dynamic dim was timed at 1).
   Energy per inference = (energy during the runs - idle power x their duration) / runs.
   Without a meter it is "estimated" from --idle-w/--load-w, or "unavailable"; a meter that
   cannot measure now (an Android phone charging) gives "unavailable" with its "reason".
@@ -144,9 +151,27 @@ def _bench(a, doc: dict) -> None:
     model, load_s = runtimes.load(a.model, a.threads, a.layout)
     doc["device"] = {"arch": platform.machine(), "os": _os_name(), "python": platform.python_version(),
                      "runtime": model.runtime, "threads": a.threads, "cpu_count": os.cpu_count()}
+    for spec in a.input_shape or []:
+        name, _, dims = spec.rpartition("=")
+        name = name or model.inputs[0].name
+        if not any(t.name == name for t in model.inputs):
+            raise ValueError(f"--input-shape {spec}: no input {name!r}; inputs: "
+                             f"{', '.join(t.name for t in model.inputs)}")
+        model.set_shape(name, [int(d) for d in dims.split(",")])
     doc["inputs"] = [t.to_dict() for t in model.inputs]
+    doc["outputs"] = [t.to_dict() for t in model.outputs]
+    given = _load_inputs(model, a, np) if a.inputs else None
     step("first")
-    model.feed(model.random_inputs())
+    if given is not None:       # time the model on a real sample (token ids must be valid ids)
+        ex, samples = given
+        in_map = ex.match_inputs(list(samples), samples)
+        model.feed([ex.adapt(samples[in_map[t.name]][0], t) for t in model.inputs])
+    else:
+        missing = [t.name for t in model.inputs if None in t.full_shape[1:] and t.shape == [1] * len(t.shape)]
+        if missing:
+            doc["note"] = (f"input(s) {', '.join(missing)} have dynamic dims, timed at 1 each; give "
+                           f"--input-shape NAME=DIMS")
+        model.feed(model.random_inputs())
     t0 = time.perf_counter()
     model.invoke()
     first_s = time.perf_counter() - t0
@@ -214,33 +239,51 @@ def _bench(a, doc: dict) -> None:
     doc["outputs_written"] = False
     if a.inputs:
         step("outputs")
-        _outputs(model, a, np)
+        notes = _outputs(model, a, np, given)
+        if notes:
+            doc["io_notes"] = notes
         doc["outputs_written"] = True
 
 
-def _outputs(model, a, np) -> None:
+def _load_inputs(model, a, np):
+    """(Executor, samples) from --inputs: an .npz by model input name (+ ``__io__``, the artifact's
+    I/O map as JSON), or an .npy of one input's samples without their batch axis (the old form)."""
+    from . import execute
+
     data = np.load(a.inputs)
-    if hasattr(data, "files"):  # .npz: one array per input name (or x)
-        arrays = [data[t.name] if t.name in data.files else data[data.files[i]] for i, t in enumerate(model.inputs)]
+    io = {}
+    if hasattr(data, "files"):
+        samples = {k: data[k] for k in data.files if k != "__io__"}
+        if "__io__" in data.files:
+            io = json.loads(bytes(data["__io__"]).decode())
     else:
         if len(model.inputs) != 1:
             raise ValueError(f"model has {len(model.inputs)} inputs; give an .npz with one array per input name")
-        arrays = [data]
-    batch = model.inputs[0].shape[0]
-    n = len(arrays[0])
-    if n % batch:
-        raise ValueError(f"{n} input samples do not split into the model's batch of {batch}")
-    perms = [model.perm_for(x[:batch], t, a.input_layout) for x, t in zip(arrays, model.inputs)]
-    chunks = []
-    for i in range(0, n, batch):
-        model.feed([model.adapt(x[i:i + batch], t, p) for x, t, p in zip(arrays, model.inputs, perms)])
-        model.invoke()
-        y = model.results()[0]
-        chunks.append(np.array(model.restore(y, model.outputs[0], perms[0]), dtype=np.float32))
-    out = np.concatenate(chunks)
-    tmp = a.outputs + ".part.npy"
-    np.save(tmp, out)
+        samples = {model.inputs[0].name: data[:, None]}
+    ex = execute.Executor(model, model_inputs=io.get("model_inputs"), model_outputs=io.get("model_outputs"),
+                          input_map=io.get("input_map"), output_map=io.get("output_map"),
+                          source_layout=io.get("source_layout") or a.input_layout)
+    ex.feedback = io.get("feedback") or {}
+    ex.legacy = not hasattr(data, "files")
+    return ex, samples
+
+
+def _outputs(model, a, np, given) -> list:
+    """Run every given sample through THE executor; outputs by model output name (.npz), or the
+    first output as .npy for the old single-array form."""
+    ex, samples = given
+    tmp = a.outputs + ".part"
+    if ex.legacy:
+        raw = ex.run_raw(samples)
+        out = np.asarray(raw[model.outputs[0].name])
+        with open(tmp, "wb") as f:
+            np.save(f, out.astype(np.float32) if out.dtype.kind == "f" else out)
+    else:
+        outs = ex.run(samples, ex.feedback or None) if ex.model_outputs else ex.run_raw(samples, ex.feedback or None)
+        with open(tmp, "wb") as f:
+            np.savez(f, **outs)
     os.replace(tmp, a.outputs)
+    return ex.notes
 
 
 # -- facts ------------------------------------------------------------------------------
@@ -371,6 +414,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--outputs")
     b.add_argument("--layout", choices=["NCHW", "NHWC"])
     b.add_argument("--input-layout", choices=["NCHW", "NHWC"], default="NCHW")
+    b.add_argument("--input-shape", action="append", metavar="[NAME=]DIMS",
+                   help="dims for a dynamic input when timing on random inputs (repeatable)")
     b.add_argument("--energy", default="auto", choices=["auto", "none", *meters_mod.METERS])
     b.add_argument("--energy-command")
     b.add_argument("--energy-interval", type=float, default=0.1)

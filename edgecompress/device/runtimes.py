@@ -3,11 +3,9 @@
 TFLite: ``ai_edge_litert`` -> ``tflite_runtime`` -> ``tensorflow.lite`` (last, heavy).
 ONNX: ``onnxruntime`` (CPU provider). numpy is imported here (not by ``facts``).
 
-Inputs given by the host are float32 in the *source* layout (NCHW for torch/ONNX models).
-:meth:`Model.adapt` transposes them when the artifact's input shape is their NHWC (or NCHW)
-transpose — decided by shapes, with ``--input-layout``/``--layout`` breaking ties — and
-quantizes them for int8/uint8 inputs with the model's own scale/zero-point; outputs are
-dequantized the same way and transposed back.
+Tensors keep their declared dims (``full_shape``, None where dynamic) and, for TFLite, the
+signature's names (onnx2tf and Keras name the model's tensors there, not in the tensor names).
+Feeding by name, layout, (de)quantization and output mapping live in :mod:`.execute`.
 """
 from __future__ import annotations
 
@@ -39,8 +37,13 @@ def _version(dist: str) -> str:
 
 
 class Tensor:
-    def __init__(self, name: str, shape, dtype, scale: float = 0.0, zero_point: int = 0, index: int = 0):
+    def __init__(self, name: str, shape, dtype, scale: float = 0.0, zero_point: int = 0, index: int = 0,
+                 signature=None, tensor_name: str = ""):
         self.name = name
+        self.tensor_name = tensor_name or name
+        sig = list(signature) if signature is not None else list(shape)
+        #: dims as the artifact declares them: None where symbolic / dynamic
+        self.full_shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in sig]
         self.shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape]
         self.dtype = np.dtype(dtype)
         self.scale, self.zero_point, self.index = float(scale), int(zero_point), index
@@ -50,7 +53,8 @@ class Tensor:
         return self.dtype.kind in "iu" and self.scale > 0
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "shape": self.shape, "dtype": self.dtype.name}
+        d = {"name": self.name, "shape": [d if d is not None else "?" for d in self.full_shape],
+             "dtype": self.dtype.name}
         if self.quantized:
             d.update(scale=self.scale, zero_point=self.zero_point)
         return d
@@ -65,6 +69,10 @@ class Model:
     layout = "NCHW"
 
     def feed(self, arrays: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def set_shape(self, name: str, dims) -> None:
+        """Give a dynamic input the concrete ``dims`` used for random inputs (--input-shape)."""
         raise NotImplementedError
 
     def invoke(self) -> None:
@@ -83,7 +91,9 @@ class Model:
         rng = np.random.default_rng(seed)
         out = []
         for t in self.inputs:
-            if t.dtype.kind in "iu":
+            if t.dtype.kind in "iu" and not t.quantized:      # ids, categories: small valid values
+                out.append(rng.integers(0, 2, t.shape).astype(t.dtype))
+            elif t.dtype.kind in "iu":
                 info = np.iinfo(t.dtype)
                 out.append(rng.integers(max(info.min, -128), min(info.max, 127) + 1, t.shape).astype(t.dtype))
             elif t.dtype.kind == "b":
@@ -91,41 +101,6 @@ class Model:
             else:
                 out.append(rng.random(t.shape, dtype=np.float32).astype(t.dtype))
         return out
-
-    def perm_for(self, x: np.ndarray, t: Tensor, input_layout: str) -> Optional[tuple]:
-        """The axes permutation that makes ``x`` (batch chunk) fit ``t``; None = as is."""
-        want = tuple(t.shape[1:])
-        same = tuple(x.shape[1:]) == want
-        if x.ndim == 4:
-            to_nhwc, to_nchw = (0, 2, 3, 1), (0, 3, 1, 2)
-            if tuple(x.transpose(to_nhwc).shape[1:]) == want and (not same or (input_layout == "NCHW"
-                                                                          and self.layout == "NHWC")):
-                return to_nhwc
-            if tuple(x.transpose(to_nchw).shape[1:]) == want and (not same or (input_layout == "NHWC"
-                                                                          and self.layout == "NCHW")):
-                return to_nchw
-        if same:
-            return None
-        raise ValueError(f"input {t.name!r}: data of shape {list(x.shape)} does not fit the model's input "
-                         f"{t.shape} (neither as is nor NCHW<->NHWC transposed)")
-
-    def adapt(self, x: np.ndarray, t: Tensor, perm: Optional[tuple]) -> np.ndarray:
-        if perm:
-            x = x.transpose(perm)
-        if t.quantized and x.dtype.kind == "f":
-            info = np.iinfo(t.dtype)
-            x = np.clip(np.round(x / t.scale + t.zero_point), info.min, info.max)
-        elif t.dtype.kind in "iu" and x.dtype.kind == "f":
-            raise ValueError(f"input {t.name!r} is {t.dtype.name} without quantization parameters; "
-                             f"give {t.dtype.name} data instead of float")
-        return np.ascontiguousarray(x, dtype=t.dtype)
-
-    def restore(self, y: np.ndarray, t: Tensor, perm: Optional[tuple]) -> np.ndarray:
-        if t.quantized:
-            y = (y.astype(np.float32) - t.zero_point) * t.scale
-        if perm and y.ndim == 4:
-            y = y.transpose(np.argsort(perm))
-        return y
 
 
 class TFLiteModel(Model):
@@ -144,10 +119,17 @@ class TFLiteModel(Model):
             raise RuntimeMissing(f"no TFLite runtime: install ai-edge-litert (or tflite-runtime); last error: {last}")
         self.interp = mod.Interpreter(model_path=path, num_threads=threads)
         self.interp.allocate_tensors()
-        self.inputs = [Tensor(d["name"], d["shape"], d["dtype"], *d["quantization"], index=d["index"])
-                       for d in self.interp.get_input_details()]
-        self.outputs = [Tensor(d["name"], d["shape"], d["dtype"], *d["quantization"], index=d["index"])
-                        for d in self.interp.get_output_details()]
+        names = _signature_names(self.interp)
+        self.inputs = [_tfl_tensor(d, names) for d in self.interp.get_input_details()]
+        self.outputs = [_tfl_tensor(d, names) for d in self.interp.get_output_details()]
+
+    def set_shape(self, name: str, dims) -> None:
+        t = next(t for t in self.inputs if t.name == name)
+        self.interp.resize_tensor_input(t.index, list(dims))
+        self.interp.allocate_tensors()
+        t.shape = list(dims)
+        for o, d in zip(self.outputs, self.interp.get_output_details()):
+            o.shape = [int(s) for s in d["shape"]]
 
     def feed(self, arrays):
         for t, a in zip(self.inputs, arrays):
@@ -163,8 +145,31 @@ class TFLiteModel(Model):
         return [self.interp.get_tensor(t.index) for t in self.outputs]
 
 
+def _signature_names(interp) -> dict:
+    """tensor index -> signature name (onnx2tf and Keras name a model's tensors there)."""
+    try:
+        sigs = interp._get_full_signature_list()
+    except Exception:  # noqa: BLE001 - older runtimes: tensor names only
+        return {}
+    if not sigs:
+        return {}
+    sig = sigs.get("serving_default") or next(iter(sigs.values()))
+    out = {}
+    for part in ("inputs", "outputs"):
+        for name, index in (sig.get(part) or {}).items():
+            out[int(index)] = name
+    return out
+
+
+def _tfl_tensor(d: dict, names: dict) -> Tensor:
+    return Tensor(names.get(d["index"], d["name"]), d["shape"], d["dtype"], *d["quantization"], index=d["index"],
+                  signature=[s if s > 0 else None for s in d.get("shape_signature", d["shape"])],
+                  tensor_name=d["name"])
+
+
 class OnnxModel(Model):
     layout = "NCHW"
+    batches = True          # a dynamic dim takes any size per call (TFLite's are allocated once)
 
     def __init__(self, path: str, threads: int):
         try:
@@ -185,6 +190,10 @@ class OnnxModel(Model):
 
     def feed(self, arrays):
         self._feed = {t.name: a for t, a in zip(self.inputs, arrays)}
+
+    def set_shape(self, name: str, dims) -> None:
+        t = next(t for t in self.inputs if t.name == name)
+        t.shape = list(dims)
 
     def invoke(self):
         self._out = self.sess.run(None, self._feed)

@@ -22,6 +22,9 @@ class Built:
     layout: str                   # input layout the artifact takes
     tools: dict[str, str]         # tool versions that made it
     calibration: Optional[str] = None
+    notes: list = field(default_factory=list)       # what the format / converter changed, in words
+    float_ops: list = field(default_factory=list)   # op types left in float
+    opset: Optional[dict] = None
 
 
 @dataclass
@@ -31,12 +34,14 @@ class ExportContext:
     calib: Optional[Any] = None   # data.Dataset used for calibration (source layout)
     progress: Callable[[str], None] = lambda msg: None
     memo: dict = field(default_factory=dict)   # results shared between exporters in one run
+    batch: Optional[int] = None                # profile's fixed batch for ONNX artifacts (None: keep the source's)
 
     def model_key(self) -> dict[str, Any]:
         """What identifies the model in every cache key."""
         m = self.model
         return {"model": m.sha256, "kind": m.kind, "layout": m.layout,
-                "inputs": [(t.name, list(t.shape), t.dtype) for t in m.inputs]}
+                "inputs": [(t.name, list(t.shape), t.dtype) for t in m.inputs],
+                "shapes": sorted((k, list(v)) for k, v in m.shapes.items()), "batch": self.batch}
 
     def calib_key(self) -> str:
         return self.calib.sha256 if self.calib is not None else "none"
@@ -45,6 +50,12 @@ class ExportContext:
         if self.calib is None:
             raise ValueError("calibration data is needed for this artifact")
         return self.calib.x
+
+    def calib_samples(self) -> dict:
+        """{input name: (N, *whole input tensor)} calibration samples."""
+        if self.calib is None:
+            raise ValueError("calibration data is needed for this artifact")
+        return self.calib.samples(self.model)
 
 
 class Exporter:

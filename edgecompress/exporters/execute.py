@@ -1,12 +1,9 @@
-"""Run an artifact (``.onnx`` in ONNX Runtime, ``.tflite`` in the LiteRT interpreter) on samples.
+"""Host-side use of THE executor (:mod:`edgecompress.device.execute`): load an artifact file and run it.
 
-Inputs are float32 in the SOURCE model's layout (NCHW for PyTorch/ONNX sources). For an
-artifact whose ``layout`` differs (onnx2tf's TFLite files take NHWC), 4-D inputs are
-transposed; 4-D outputs are transposed back when that is what makes them match
-``expect_shape``. Integer inputs are quantized and integer outputs dequantized with the
-scale / zero-point stored in the model. Fixed-batch models run sample by sample.
-
-Only numpy and the runtime are imported (lazily), so any part of the project can reuse it.
+``ArtifactRunner(path, layout=..., source_layout=..., model_inputs=..., model_outputs=...,
+output_map=...)`` wraps ``device.runtimes.load`` + ``device.execute.Executor`` so the host runs
+artifacts with exactly the code the device runner uses. ``run(x)`` keeps the old single-input,
+first-output convenience; ``run_named(samples)`` is the real thing.
 """
 from __future__ import annotations
 
@@ -15,9 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-_TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-               "tensor(uint8)": "uint8", "tensor(int64)": "int64", "tensor(int32)": "int32"}
+from ..device import execute as ex
+from ..device import runtimes
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
@@ -29,85 +25,51 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (q.astype(np.float32) - zero_point) * scale
 
 
-def _transpose(x: np.ndarray, src: str, dst: str) -> np.ndarray:
-    if x.ndim != 4 or src == dst:
-        return x
-    return x.transpose(_TO_NHWC if dst == "NHWC" else _TO_NCHW)
-
-
 class ArtifactRunner:
-    """``ArtifactRunner(path, layout="NHWC", source_layout="NCHW").run(x) -> first output``."""
-
-    def __init__(self, path: str | Path, *, layout: str = "NCHW", source_layout: str = "NCHW",
-                 threads: int = 1):
+    def __init__(self, path: str | Path, *, layout: str = "NCHW", source_layout: str = "NCHW", threads: int = 1,
+                 model_inputs=None, model_outputs=None, input_map=None, output_map=None, shapes=None):
         self.path = Path(path)
-        self.layout, self.source_layout = layout, source_layout
-        if self.path.suffix == ".onnx":
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            self._sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-            inp = self._sess.get_inputs()[0]
-            self._in_name = inp.name
-            self._batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-            self._in_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        elif self.path.suffix == ".tflite":
-            from ai_edge_litert.interpreter import Interpreter
-
-            self._interp = Interpreter(model_path=str(self.path), num_threads=threads)
-            self._interp.allocate_tensors()
-            self._in = self._interp.get_input_details()[0]
-            self._out = self._interp.get_output_details()[0]
-            self._batch = int(self._in["shape"][0])
-        else:
+        if self.path.suffix not in (".onnx", ".tflite"):
             raise ValueError(f"{path}: unknown artifact type (expected .onnx or .tflite)")
+        self.model, _ = runtimes.load(str(self.path), threads, layout)
+        for name, dims in (shapes or {}).items():
+            if any(t.name == name for t in self.model.inputs):
+                self.model.set_shape(name, dims)
+        self.executor = ex.Executor(self.model, model_inputs=model_inputs, model_outputs=model_outputs,
+                                    input_map=input_map, output_map=output_map, source_layout=source_layout)
+
+    def run_named(self, samples: dict, feedback: Optional[dict] = None) -> dict:
+        return self.executor.run(samples, feedback)
+
+    def run_raw(self, samples: dict, feedback: Optional[dict] = None) -> dict:
+        return self.executor.run_raw(samples, feedback)
 
     def run(self, x: np.ndarray, expect_shape: Optional[tuple] = None) -> np.ndarray:
-        x = _transpose(np.asarray(x, dtype=np.float32), self.source_layout, self.layout)
-        step = self._batch or len(x)
-        outs = [self._run_batch(x[i:i + step]) for i in range(0, len(x), step)]
-        out = np.concatenate(outs).astype(np.float32)
-        if expect_shape is not None and tuple(out.shape) != tuple(expect_shape) and out.ndim == 4:
-            back = _transpose(out, self.layout, self.source_layout)
-            if tuple(back.shape) == tuple(expect_shape):
-                return back
-        return out
-
-    def _run_batch(self, x: np.ndarray) -> np.ndarray:
-        if hasattr(self, "_sess"):
-            return self._sess.run(None, {self._in_name: x.astype(self._in_dtype)})[0]
-        it, i, o = self._interp, self._in, self._out
-        if i["dtype"] in (np.int8, np.uint8, np.int16):
-            scale, zp = i["quantization"]
-            x = quantize(x, scale, zp, i["dtype"])
-        else:
-            x = x.astype(i["dtype"])
-        it.set_tensor(i["index"], np.ascontiguousarray(x))
-        it.invoke()
-        y = it.get_tensor(o["index"])
-        if o["dtype"] in (np.int8, np.uint8, np.int16):
-            scale, zp = o["quantization"]
-            y = dequantize(y, scale, zp)
-        return y
+        """First output for ``x`` (N, ...) samples of the only input (batch axis as the model's)."""
+        t = self.model.inputs[0]
+        key = self.executor.model_inputs[0]["name"] if self.executor.model_inputs else t.name
+        raw = self.executor.run_raw({key: np.asarray(x)[:, None]})
+        out = np.asarray(raw[self.model.outputs[0].name])
+        if expect_shape is not None and out.ndim == 4 and tuple(out.shape) != tuple(expect_shape):
+            for perm in (ex.TO_NCHW, ex.TO_NHWC):
+                if tuple(out.transpose(perm).shape) == tuple(expect_shape):
+                    return out.transpose(perm).astype(np.float32)
+        return out.astype(np.float32) if out.dtype.kind == "f" else out
 
 
 def run_artifact(path: str | Path, x: np.ndarray, *, layout: str = "NCHW", source_layout: str = "NCHW",
                  expect_shape: Optional[tuple] = None) -> np.ndarray:
-    """One-shot :class:`ArtifactRunner`."""
     return ArtifactRunner(path, layout=layout, source_layout=source_layout).run(x, expect_shape)
 
 
-def describe(runner: ArtifactRunner):
-    """(inputs, outputs) of the artifact as ``manifest.TensorSpec`` lists (its own layout and dtypes)."""
+def describe(runner: ArtifactRunner, output_map: Optional[dict] = None, input_map: Optional[dict] = None):
+    """(inputs, outputs) of the artifact as ``manifest.TensorSpec`` lists, each with its ``model_name``."""
     from ..manifest import TensorSpec
 
-    def spec(name, shape, dtype):
-        return TensorSpec(str(name), [d if isinstance(d, int) else None for d in list(shape)], str(dtype))
+    def spec(t, mapping):
+        d = t.to_dict()
+        return TensorSpec(d["name"], [s if s != "?" else None for s in d["shape"]], d["dtype"],
+                          model_name=(mapping or {}).get(t.name), scale=d.get("scale"),
+                          zero_point=d.get("zero_point"))
 
-    if hasattr(runner, "_sess"):
-        return ([spec(i.name, i.shape, _ORT_DTYPES.get(i.type, i.type)) for i in runner._sess.get_inputs()],
-                [spec(o.name, o.shape, _ORT_DTYPES.get(o.type, o.type)) for o in runner._sess.get_outputs()])
-    it = runner._interp
-    return ([spec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name) for d in it.get_input_details()],
-            [spec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name) for d in it.get_output_details()])
+    return ([spec(t, input_map) for t in runner.model.inputs], [spec(t, output_map) for t in runner.model.outputs])

@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -121,19 +122,19 @@ def _quiet(*loggers: str):
 def _torch_to_onnx(m, path: Path) -> None:
     import torch
 
-    x = torch.zeros(m.inputs[0].shape)
-    names = dict(input_names=[m.inputs[0].name], output_names=[m.outputs[0].name])
+    xs = tuple(torch.zeros(m.concrete_shape(t.name), dtype=getattr(torch, t.dtype)) for t in m.inputs)
+    names = dict(input_names=[t.name for t in m.inputs], output_names=[t.name for t in m.outputs])
     try:
         if isinstance(m.obj, torch.jit.ScriptModule):
             raise TypeError("TorchScript modules need the legacy exporter")
         with _quiet("torch.onnx"):
-            torch.onnx.export(m.obj, (x,), str(path), dynamo=True, external_data=False, **names)
+            torch.onnx.export(m.obj, xs, str(path), dynamo=True, external_data=False, **names)
         return
     except Exception as e:
         log.info("dynamo ONNX export failed (%s); using the legacy exporter", e)
     try:
         with _quiet("torch.onnx"):
-            torch.onnx.export(m.obj, (x,), str(path), dynamo=False, opset_version=17, do_constant_folding=True,
+            torch.onnx.export(m.obj, xs, str(path), dynamo=False, opset_version=17, do_constant_folding=True,
                               **names)
     except Exception as e:
         raise ExportError(f"torch.onnx.export failed with both exporters: {type(e).__name__}: {e}") from e
@@ -142,10 +143,60 @@ def _torch_to_onnx(m, path: Path) -> None:
 def _keras_to_onnx(m, path: Path) -> None:
     import tensorflow as tf
 
-    spec = m.inputs[0]
-    sig = [tf.TensorSpec(spec.shape, tf.float32, name=spec.name)]
+    sig = [tf.TensorSpec([None if not isinstance(d, int) else d for d in t.shape], getattr(tf, t.dtype), name=t.name)
+           for t in m.inputs]
     with _quiet("tensorflow", "tf2onnx"):
         m.obj.export(str(path), format="onnx", input_signature=sig, verbose=False)
+
+
+QDQ_MIN_OPSET = 13
+
+
+def quantizable(ctx: ExportContext, fp32: Path) -> tuple[Path, Optional[dict]]:
+    """The FP32 ONNX at opset >= 13 (onnx's version converter, cached) and what was converted."""
+    import onnx
+
+    model = onnx.load(str(fp32), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= QDQ_MIN_OPSET:
+        return fp32, None
+    info = {"source": opset, "converted_to": QDQ_MIN_OPSET}
+    parts = {**ctx.model_key(), "tools": tool_versions("onnx"), "to": QDQ_MIN_OPSET}
+
+    def build(d: Path) -> None:
+        from onnx import version_converter
+
+        try:
+            converted = version_converter.convert_version(model, QDQ_MIN_OPSET)
+            onnx.checker.check_model(converted)
+        except Exception as e:
+            raise ExportError(f"the model is at ONNX opset {opset}; per-channel QDQ quantization needs opset >= "
+                              f"{QDQ_MIN_OPSET} and onnx's version converter could not convert it "
+                              f"({type(e).__name__}: {str(e)[:300]}); re-export the model at opset >= "
+                              f"{QDQ_MIN_OPSET} (e.g. torch.onnx.export(..., opset_version=17))") from e
+        onnx.save(converted, str(d / FP32_FILE))
+
+    folder = ctx.cache.step("onnx-opset13", parts, build, label=f"(opset {opset} -> {QDQ_MIN_OPSET})")
+    return folder / FP32_FILE, info
+
+
+def float_ops(path: Path) -> list[str]:
+    """Op types of a quantized model that compute in float (no DequantizeLinear feeds them)."""
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    dq = {o for n in g.node if n.op_type in ("DequantizeLinear",) for o in n.output}
+    skip = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Shape", "Reshape", "Flatten",
+            "Squeeze", "Unsqueeze", "Transpose", "Concat", "Gather", "Slice", "Cast", "Constant", "Identity"}
+    out = set()
+    for n in g.node:
+        if n.op_type in skip or n.op_type.startswith(("QLinear", "MatMulInteger", "ConvInteger")):
+            continue
+        if n.op_type in ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul"):
+            continue
+        if not any(i in dq for i in n.input):
+            out.add(n.op_type)
+    return sorted(out)
 
 
 class OnnxExporter(Exporter):
@@ -163,9 +214,19 @@ class OnnxExporter(Exporter):
             calibration = spec.calibration
             parts.update(calibration=calibration, data=ctx.calib_key())
         name = f"model.{spec.precision}.onnx"
+        src, opset = (quantizable(ctx, fp32) if spec.precision in ("int8", "dynamic") else (fp32, None))
         build = {"fp16": _fp16, "dynamic": _dynamic, "int8": lambda src, dst: _static_int8(ctx, src, dst, calibration)}
-        folder = ctx.cache.step(f"onnx-{spec.precision}", parts, lambda d: build[spec.precision](fp32, d / name))
-        return Built(folder / name, ctx.model.layout, tools, calibration)
+        folder = ctx.cache.step(f"onnx-{spec.precision}", parts, lambda d: build[spec.precision](src, d / name))
+        built = Built(folder / name, ctx.model.layout, tools, calibration, opset=opset)
+        if opset:
+            built.notes.append(f"converted from ONNX opset {opset['source']} to {opset['converted_to']} "
+                               f"(onnx version converter) before quantization")
+        if spec.precision in ("int8", "dynamic"):
+            built.float_ops = float_ops(built.path)
+            ints = [t.name for t in ctx.model.inputs if not t.dtype.startswith("float")]
+            if ints:
+                built.notes.append(f"integer input(s) {', '.join(ints)} are not quantized")
+        return built
 
 
 def _fp16(src: Path, dst: Path) -> None:
@@ -207,17 +268,20 @@ def _calibrate(ctx: ExportContext, fp32: Path, method: str, folder: Path) -> Non
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    x = ctx.calib_x()
-    name = ctx.model.inputs[0].name
-    batch = ctx.model.inputs[0].shape[0]
+    samples = ctx.calib_samples()
+    n = max(len(v) for v in samples.values())
 
     class Reader(CalibrationDataReader):
+        """One sample (a whole tensor per input, by name, its own dtype) at a time."""
+
         def __init__(self):
-            self._it = iter(range(0, len(x), batch))
+            self._it = iter(range(n))
 
         def get_next(self):
             i = next(self._it, None)
-            return None if i is None else {name: np.ascontiguousarray(x[i:i + batch], dtype=np.float32)}
+            if i is None:
+                return None
+            return {k: np.ascontiguousarray(v[i if len(v) > 1 else 0]) for k, v in samples.items()}
 
     pre = folder / "preprocessed.onnx"
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)

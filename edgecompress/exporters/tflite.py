@@ -2,11 +2,11 @@
 
 * ``onnx2tf`` (PyTorch and ONNX sources): ONE run of onnx2tf on a copy of the FP32 ONNX, in
   its own temporary working directory and in a child process (it overwrites its input, may
-  crash, and imports TensorFlow), writes all four precisions at once; the run is cached as a
-  whole, so every TFLite precision for every profile costs one conversion. Fixed batch 1
-  (``-b 1``); calibration samples are handed over NHWC float32 (``-cind``), and the same
-  samples are put where onnx2tf first looks for its sample file, so it never tries to
-  download one (it does for 3-channel 4-D inputs). The files take NHWC input.
+  crash, and imports TensorFlow), writes FP32, FP16, dynamic-range and its SavedModel; full
+  INT8 comes from that SavedModel (``tflite_int8.py``, a child process) calibrated on the
+  samples by input name in their own dtypes. The run is cached as a whole. Every dim fixed
+  (batch 1, ``-ois``); 4-D float image inputs become NHWC, other inputs keep their shape.
+  onnx2tf is never asked to calibrate, so it never tries to download its sample file.
 * ``keras-tflite`` (Keras sources): ``tf.lite.TFLiteConverter.from_keras_model`` per precision;
   full INT8 uses the calibration samples as representative dataset and int8 input/output.
 """
@@ -45,43 +45,79 @@ class Onnx2TfExporter(Exporter):
         fp32 = export_fp32(ctx)
         tools = {**fp32_tools(ctx.model.kind), **tool_versions("onnx2tf", "tensorflow")}
         parts = {**ctx.model_key(), "tools": tools, "data": ctx.calib_key(),
-                 "opts": {"batch": 1, "quant_type": "per-channel", "io": "int8", "keep_nhwc": True}}
+                 "opts": {"batch": 1, "int8": "saved-model converter by name", "io": "int8", "keep": "non-image"}}
         folder = ctx.cache.step("onnx2tf", parts, lambda d: run_onnx2tf(ctx, fp32, d),
                                 label="(ONNX -> TFLite fp32, fp16, dynamic, int8)")
         path = folder / f"model.{spec.precision}.tflite"
         if not path.exists():
-            raise ExportError(f"onnx2tf wrote no {ONNX2TF_FILES[spec.precision]} TFLite file")
-        return Built(path, "NHWC", tools, "minmax (onnx2tf)" if spec.precision == "int8" else None)
+            err = folder / "int8-error.txt"
+            raise ExportError(f"INT8 TFLite conversion failed: {err.read_text()}" if err.exists() and
+                              spec.precision == "int8" else f"onnx2tf wrote no {ONNX2TF_FILES[spec.precision]} TFLite file")
+        import json
+
+        notes = json.loads((folder / "notes.json").read_text()) if (folder / "notes.json").exists() else []
+        built = Built(path, "NHWC", tools, "minmax (TFLiteConverter)" if spec.precision == "int8" else None)
+        built.notes = [n for n in notes if not n.startswith("int8:") or spec.precision == "int8"]
+        return built
 
 
 def run_onnx2tf(ctx: ExportContext, fp32: Path, dest: Path) -> None:
-    """Run onnx2tf once and put ``model.{fp32,fp16,dynamic,int8}.tflite`` into ``dest``."""
-    spec = ctx.model.inputs[0]
-    calib = _nhwc(ctx.calib_x(), ctx.model.layout)
-    ones = "[" * calib.ndim + "{}" + "]" * calib.ndim
+    """Run onnx2tf once and put ``model.{fp32,fp16,dynamic,int8}.tflite`` (+ ``notes.json``) into ``dest``.
+
+    onnx2tf writes FP32, FP16 and dynamic-range files and its SavedModel; full INT8 is made from
+    that SavedModel by ``tflite_int8.py`` (in a child process) with the calibration samples by
+    input name in their own dtypes. Every input's dims are fixed (``-ois``; batch 1); inputs
+    that are not 4-D float images keep their shape (``-kat``), so only images become NHWC.
+    """
+    import json
+
+    m = ctx.model
+    samples = ctx.calib_samples()
+    shapes = {t.name: [1 if not isinstance(d, int) else d for d in m.concrete_shape(t.name, "TFLite (onnx2tf)")]
+              for t in m.inputs}
+    images = [t.name for t in m.inputs if len(shapes[t.name]) == 4 and t.dtype.startswith("float")
+              and m.layout == "NCHW"]
+    keep = [t.name for t in m.inputs if t.name not in images]
+    notes = ["TFLite fixes every dim: batch 1"
+             + "".join(f", {n} {shapes[n]}" for n in shapes if any(not isinstance(d, int) for d in
+                                                                   next(t for t in m.inputs if t.name == n).shape))]
     with tempfile.TemporaryDirectory(prefix="edgecompress-onnx2tf-") as work:
         work = Path(work)
         shutil.copyfile(fp32, work / "model.onnx")          # onnx2tf overwrites its input
-        np.save(work / "calib.npy", calib)
-        np.save(work / ONNX2TF_SAMPLE, calib[:20])           # looked for here before any download
+        np.savez(work / "calib.npz", **{k: np.ascontiguousarray(v) for k, v in samples.items()})
+        # onnx2tf loads a sample-image file for 3-channel 4-D inputs (a dummy inference) and downloads
+        # it when missing from its working directory: put one there so it never goes online
+        img = next((samples[n] for n in images), None)
+        sample = _nhwc(img[:20, 0], m.layout) if img is not None and img.shape[2] == 3 else \
+            np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+        np.save(work / ONNX2TF_SAMPLE, sample)
         cmd = [sys.executable, "-c", "import sys; from onnx2tf.onnx2tf import main; sys.exit(main())",
-               "-i", "model.onnx", "-o", "tf", "-b", "1", "-oiqt", "-qt", "per-channel",
-               "-cind", spec.name, "calib.npy", ones.format(0.0), ones.format(1.0),
-               "-iqd", "int8", "-oqd", "int8", "-n"]
-        if ctx.model.layout == "NHWC":          # already channels-last: onnx2tf must not transpose it again
-            cmd += ["-kat", spec.name]
+               "-i", "model.onnx", "-o", "tf", "-osd", "-odrqt", "-n",
+               "-ois", *[f"{n}:{','.join(map(str, d))}" for n, d in shapes.items()]]
+        if keep:
+            cmd += ["-kat", *keep]
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        try:
-            proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                                  timeout=ONNX2TF_TIMEOUT_S)
-        except subprocess.TimeoutExpired as e:
-            raise ExportError(f"onnx2tf did not finish within {ONNX2TF_TIMEOUT_S} s") from e
+        proc = _child(cmd, work, env, "onnx2tf")
         produced = {p: work / "tf" / f"model_{suffix}.tflite" for p, suffix in ONNX2TF_FILES.items()}
         if proc.returncode != 0 or not produced["fp32"].exists():
             raise ExportError(f"onnx2tf failed (exit {proc.returncode}): {_last_error(proc.stdout + proc.stderr)}")
+        int8 = _child([sys.executable, str(Path(__file__).with_name("tflite_int8.py")), "tf", "calib.npz",
+                       str(produced["int8"])], work, env, "INT8 TFLite")
+        if int8.returncode != 0:
+            (dest / "int8-error.txt").write_text(_last_error(int8.stdout + int8.stderr))
+        elif "FLOAT_FALLBACK" in int8.stdout:
+            notes.append("int8: some ops have no INT8 kernel and stay float (TFLITE_BUILTINS fallback)")
         for precision, f in produced.items():
             if f.exists():
                 shutil.copyfile(f, dest / f"model.{precision}.tflite")
+        (dest / "notes.json").write_text(json.dumps(notes))
+
+
+def _child(cmd, cwd, env, what):
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=ONNX2TF_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        raise ExportError(f"{what} did not finish within {ONNX2TF_TIMEOUT_S} s") from e
 
 
 def _last_error(text: str) -> str:
@@ -127,6 +163,15 @@ def keras_to_tflite(ctx: ExportContext, precision: str) -> bytes:
 
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        samples = ctx.calib_samples()
+        names = [t.name for t in ctx.model.inputs]
+        n = max(len(v) for v in samples.values())
+
+        def representative():      # noqa: F811 - every input, by the model's order, its own dtype
+            for i in range(n):
+                yield [samples[k][i if len(samples[k]) > 1 else 0] for k in names]
+
+        conv.representative_dataset = representative
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     try:
