@@ -154,6 +154,15 @@ class _Job:
         return self._fidelity[key]
 
 
+def _calib_count(data: Dataset) -> int:
+    """Calibration samples compress will take from ``data`` (its split)."""
+    n = len(data)
+    if n < 2:
+        return n
+    return min(n - 1, max(1, round(n * CALIB_SAMPLES / (CALIB_SAMPLES + EVAL_SAMPLES)))) \
+        if n < CALIB_SAMPLES + EVAL_SAMPLES else CALIB_SAMPLES
+
+
 def check_feedback(model: LoadedModel, feedback) -> dict:
     """``{OUTPUT: INPUT}`` checked against the model's names (UsageError naming the valid ones)."""
     fb = dict(feedback or {})

@@ -124,18 +124,20 @@ def _resolve_targets(names: list[str], targets_file) -> list:
     return chosen
 
 
-def _split(model, data, eval_samples: int, allow_random: bool):
+def _split(model, data, eval_samples: int, allow_random: bool, ordered: bool = False):
     """(calibration Dataset | None, held-out Dataset) — disjoint."""
     from .data import load_data, random_data
 
     if data is None:
         if not allow_random:
-            raise UsageError("no --data given: pass --data PATH (.npy/.npz/image folder) for calibration and "
-                             "accuracy, or --random-calibration to calibrate on random inputs (fidelity is then "
-                             "agreement with the source model on random inputs only)")
-        return None, random_data(model, n=min(eval_samples, 64), seed=1)
-    ds = data if hasattr(data, "x") else load_data(data, model)
-    n = len(ds.x)
+            raise UsageError("no --data given: pass --data PATH (.npz keyed by input names, .npy or an image folder) "
+                             "for calibration and accuracy, or --random-calibration to calibrate on random inputs "
+                             "(fidelity is then agreement with the source model on random inputs only)")
+        held = random_data(model, n=min(eval_samples, 64), seed=1)
+        held.ordered = ordered
+        return None, held
+    ds = data if hasattr(data, "samples") else load_data(data, model, ordered=ordered)
+    n = len(ds)
     n_eval = min(eval_samples, n // 2)
     if n_eval < 1:
         raise UsageError(f"{getattr(ds, 'source', data)}: {n} samples are too few to hold some out for the "
@@ -150,12 +152,18 @@ def _located(artifact, folder: Path):
     return dataclasses.replace(artifact, path=str(Path(folder) / artifact.path))
 
 
-def _fidelity(outputs, reference: np.ndarray, labels) -> dict:
+def _fidelity(outputs, reference, labels, quality=None) -> dict:
+    """Device fidelity per output (by model name), the same comparison compress makes on the host."""
     from dataclasses import asdict
 
     from . import fidelity
 
-    return asdict(fidelity.compare(reference, np.asarray(outputs), labels))
+    if not isinstance(outputs, dict):
+        outputs = {next(iter(reference)): np.asarray(outputs)}
+    fid = fidelity.compare_all(reference, outputs, labels)
+    if quality is not None:
+        status, fid.reasons = fidelity.judge(fid, quality)
+    return asdict(fid)
 
 
 class _Runner:
@@ -224,18 +232,22 @@ class _Runner:
                     _say(self.progress, target.name, "result", artifact=key, i=i, n=len(arts), result=prior)
                     continue
                 _say(self.progress, target.name, "bench", artifact=key, i=i, n=len(arts))
-                res = s.bench(_located(a, manifest.folder), measure=measure, inputs=self.held.x,
+                from .device.execute import io_spec
+
+                inputs = {**self.held.samples(self.loaded), "__io__": io_spec(manifest.model, a)}
+                res = s.bench(_located(a, manifest.folder), measure=measure, inputs=inputs,
                               power=profile.power, input_layout=self.layout)
                 res.setdefault("target", target.name)
                 outputs = res.pop("outputs", None)
                 fid = None
                 if res.get("status") == "ok" and outputs is not None:
                     try:
-                        fid = _fidelity(outputs, self.reference, self.held.y)
+                        fid = _fidelity(outputs, self.reference, self.held.y, profile.quality)
                     except Exception as e:  # noqa: BLE001 - kept as a failed check on this result
                         fid = {"error": f"{type(e).__name__}: {e}"}
                 if fid is not None:
                     res["fidelity"] = fid
+                _mark_degraded(res, a, fid)
                 self.store.add_result(self.run_id, res, profile=profile.name, size_bytes=a.size_bytes)
                 out.results.append(res)
                 _say(self.progress, target.name, "result", artifact=key, i=i, n=len(arts), result=res)
@@ -247,12 +259,39 @@ class _Runner:
             out.error = "; ".join(bad)[:2000]
 
 
+def _calibration_notes(calib, profiles: dict) -> list[str]:
+    from .compress import CALIB_SAMPLES
+
+    if calib is None or not any(s.precision == "int8" for p in profiles.values() for s in p.artifacts):
+        return []
+    from .compress import _calib_count
+
+    n = _calib_count(calib)
+    if n >= CALIB_SAMPLES:
+        return []
+    return [f"only {n} calibration samples for static INT8 (fewer than {CALIB_SAMPLES}): activation ranges may "
+            f"not cover real inputs; give more --data"]
+
+
+def _mark_degraded(res: dict, artifact, fid: Optional[dict]) -> None:
+    """A result below the quality floor (on the host when built, or on the device) is ``degraded``."""
+    reasons = list(getattr(artifact.fidelity, "reasons", []) or []) if artifact.status == "degraded" else []
+    reasons += [f"device: {r}" for r in (fid or {}).get("reasons") or []]
+    from dataclasses import asdict
+
+    res["host_fidelity"] = asdict(artifact.fidelity)
+    if res.get("status") == "ok" and reasons:
+        res["status"] = "degraded"
+        res["error"] = "below the quality floor: " + "; ".join(reasons)
+
+
 def run(model, targets: list, *, targets_file=None, data=None, out: str | Path = "out", db=None,
-        input_shape: tuple | None = None, weights: str | None = None, passes: list[dict] | None = None,
+        input_shape=None, weights: str | None = None, passes: list[dict] | None = None,
         allow_random_calibration: bool = False, trust_new_host: bool = False, measure: dict | None = None,
         eval_samples: int = 200, target_timeout_s: float | None = None, html: str | Path | None | bool = True,
         cache_dir: str | Path | None = None, progress: Optional[Progress] = None,
-        resume: Optional[str] = None) -> RunResult:
+        resume: Optional[str] = None, feedback: Optional[dict] = None, metric=None,
+        quality: Optional[dict] = None, as_is: bool = False) -> RunResult:
     """Compress ``model`` for each target's profile, measure every artifact on every target, store it all.
 
     ``targets``: target names (or Target objects); empty means ``local`` (or, with a
@@ -279,9 +318,19 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
     bad = set(overrides) - set(Measure.model_fields)
     if bad:
         raise UsageError(f"unknown measure setting(s) {sorted(bad)}; valid: {', '.join(Measure.model_fields)}")
-    loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights, input_shape=input_shape)
-    calib, held = _split(loaded, data, eval_samples, allow_random_calibration)
-    reference = np.asarray(loaded.predict(held.x))
+    if as_is or str(model).endswith(".tflite"):
+        from .given import as_is_model
+
+        loaded = as_is_model(model, out, input_shape)
+    else:
+        loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights,
+                                                                     input_shape=input_shape)
+    from .compress import check_feedback
+
+    feedback = check_feedback(loaded, feedback)
+    calib, held = _split(loaded, data, eval_samples, allow_random_calibration, ordered=bool(feedback))
+    loaded.fix_shapes(held.samples(loaded))
+    reference = loaded.run(held.samples(loaded), feedback)
 
     def measure_for(profile):
         return Measure(**{**profile.measure.model_dump(), **overrides})
@@ -300,12 +349,14 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
                                  targets=[t.name for t in chosen],
                                  options={"profiles": {t.name: target_profile[t.name].name for t in chosen},
                                           "data": None if data is None else str(getattr(data, "source", data)),
-                                          "eval_samples": len(held.x), "labels": held.y is not None,
-                                          "measure": overrides, "out": str(out), "passes": passes or []})
+                                          "eval_samples": len(held), "labels": held.y is not None,
+                                          "measure": overrides, "out": str(out), "passes": passes or [],
+                                          "notes": _calibration_notes(calib, profiles)})
     runner = _Runner(store, run_id, chosen, targets_file=targets_file, trust_new_host=trust_new_host,
                      measure=measure_for, held=held, reference=reference, progress=progress)
     runner.done = done
     runner.layout = loaded.layout
+    runner.loaded = loaded
     result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=runner.outcomes)
     threads = []
     try:
@@ -316,9 +367,13 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
             threads.append(th)
         _say(progress, "*", "compress", profiles=sorted(profiles))
         try:
-            runner.manifests = compress_many(loaded, list(profiles.values()), data=calib, out=out, passes=passes,
-                                             allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
-                                             progress=lambda msg: _say(progress, "*", "compress_step", text=msg))
+            say = (lambda msg: _say(progress, "*", "compress_step", text=msg))
+            if getattr(loaded, "as_is", None) is not None:
+                runner.manifests = {p.name: loaded.as_is(p, held, feedback, say) for p in profiles.values()}
+            else:
+                runner.manifests = compress_many(loaded, list(profiles.values()), data=calib, out=out, passes=passes,
+                                                 allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
+                                                 progress=say, feedback=feedback, metric=metric, quality=quality)
             for name, m in runner.manifests.items():
                 store.add_artifacts(run_id, name, m.artifacts, folder=m.folder)
             result.manifests = runner.manifests
@@ -382,4 +437,5 @@ def _resume(store, run_id: str, loaded, overrides: dict) -> tuple[str, dict]:
 
 
 def _any_artifact_failed(manifests: dict) -> bool:
+    """Failed or degraded artifacts make a run partial (exit 1)."""
     return any(a.status != "ok" for m in manifests.values() for a in m.artifacts)

@@ -21,8 +21,9 @@ def add(sub) -> None:
                         "file.py:factory or package.module:factory")
     p.add_argument("--profile", "-p", action="append", required=True, metavar="NAME|FILE",
                    help="device profile name or YAML file (repeat for several; shared steps run once)")
-    p.add_argument("--data", metavar="PATH", help=".npy, .npz (x, optional y labels) or a folder of images")
-    p.add_argument("--input-shape", metavar="N,C,H,W", help="input shape where the model cannot tell (PyTorch)")
+    p.add_argument("--data", metavar="PATH", help=".npz keyed by input names (optional y labels), .npy / .npz x "
+                                                  "for a single input, or a folder of images")
+    add_io_arguments(p)
     p.add_argument("--weights", metavar="FILE", help="state_dict for a file.py:factory model")
     p.add_argument("--random-calibration", action="store_true",
                    help="without --data, calibrate on random samples (INT8 accuracy is then unknown)")
@@ -35,6 +36,41 @@ def add(sub) -> None:
     p.set_defaults(func=run)
 
 
+def add_io_arguments(p, quality: bool = True) -> None:
+    """--input-shape (repeatable), --feedback, --metric and the quality floor flags."""
+    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS",
+                   help="dims of an input (repeatable; NAME= for models with several inputs), e.g. 1,3,224,224 or "
+                        "input_ids=1,128; otherwise taken from --data")
+    if not quality:
+        return
+    p.add_argument("--feedback", action="append", default=[], metavar="OUTPUT=INPUT",
+                   help="recurrent state: feed each sample's OUTPUT as the next sample's INPUT (repeatable)")
+    p.add_argument("--metric", metavar="MODULE:FUNCTION",
+                   help="task metric called with (reference, outputs) dicts by output name (and labels)")
+    p.add_argument("--min-cosine", type=float, metavar="C", help="quality floor: every output's cosine (default 0.95)")
+    p.add_argument("--min-sqnr-db", type=float, metavar="DB", help="quality floor: every output's SQNR")
+    p.add_argument("--min-top1", type=float, metavar="F", help="quality floor: top-1 agreement of class scores "
+                                                               "(default 0.9)")
+    p.add_argument("--max-accuracy-drop", type=float, metavar="PTS", help="quality floor: accuracy points below "
+                                                                         "the source (default 5)")
+
+
+def quality_flags(args) -> dict:
+    q = {"min_cosine": args.min_cosine, "min_sqnr_db": args.min_sqnr_db, "min_top1_agreement": args.min_top1,
+         "max_accuracy_drop": args.max_accuracy_drop}
+    return {k: v for k, v in q.items() if v is not None}
+
+
+def quiet_frameworks(args) -> None:
+    """TensorFlow / CUDA start-up noise off unless -v (C++ logs, the CUDA probe, oneDNN notes)."""
+    if not getattr(args, "verbose", False):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
 def add_pass_arguments(p) -> None:
     """Flags that add compression passes (e.g. --prune): each appends a spec dict to ``args.passes``."""
     from .pass_args import add_pass_arguments as add
@@ -43,11 +79,10 @@ def add_pass_arguments(p) -> None:
 
 
 def run(args) -> int:
-    if not args.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's C++ INFO/WARNING lines
+    quiet_frameworks(args)
     with _stdout_to_stderr():        # converters print to stdout; it must carry only our result
         manifests = _compress(args)
-    failed = any(a.status != "ok" for m in manifests.values() for a in m.artifacts)
+    failed = any(a.status != "ok" for m in manifests.values() for a in m.artifacts)   # failed or degraded
     if args.json:
         docs = [m.to_dict() for m in manifests.values()]
         print_json(docs[0] if len(docs) == 1 else docs)
@@ -72,8 +107,8 @@ def _stdout_to_stderr():
 
 
 def _compress(args) -> dict:
-    from ..compress import compress_many
-    from ..models import load_model, parse_shape
+    from ..compress import compress_many, parse_feedback
+    from ..models import load_model, parse_shapes
 
     start = time.perf_counter()
 
@@ -81,14 +116,15 @@ def _compress(args) -> dict:
         if not args.quiet:
             print(f"[{time.perf_counter() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    shape = parse_shape(args.input_shape) if args.input_shape else None
+    shapes = parse_shapes(args.input_shape) or None
+    feedback = parse_feedback(args.feedback)
     from ..profiles import load_profile
 
     profiles = [load_profile(p) for p in args.profile]        # bad profiles stop before any loading
-    model = load_model(args.model, weights=args.weights, input_shape=shape)
+    model = load_model(args.model, weights=args.weights, input_shape=shapes)
     return compress_many(model, profiles, args.data, args.out, passes=list(args.passes),
                          allow_random_calibration=args.random_calibration, cache_dir=args.cache,
-                         progress=progress)
+                         progress=progress, feedback=feedback, metric=args.metric, quality=quality_flags(args))
 
 
 def render(manifest) -> str:
@@ -98,11 +134,17 @@ def render(manifest) -> str:
     rows = []
     for a in manifest.artifacts:
         ratio = size_ratio(manifest, a)
-        rows.append((a.path, _size(a.size_bytes) if a.status == "ok" else "",
-                     f"{ratio:.2f}x" if ratio is not None else "", _fidelity(a.fidelity) if a.status == "ok" else "",
-                     a.status if a.status == "ok" else f"FAILED: {_short(a.error)}"))
+        built = a.status != "failed"
+        status = {"ok": "ok", "failed": f"FAILED: {_short(a.error)}",
+                  "degraded": f"DEGRADED: {_short('; '.join(a.fidelity.reasons))}"}.get(a.status, a.status)
+        rows.append((a.path, _size(a.size_bytes) if built else "",
+                     f"{ratio:.2f}x" if ratio is not None else "", _fidelity(a.fidelity) if built else "", status))
+        if built and len(a.fidelity.outputs) > 1:
+            for o in a.fidelity.outputs:
+                rows.append((f"  {o.name}", "", "", _fidelity(o), ""))
     title = f"{manifest.profile}: {manifest.folder if manifest.path else ''}"
-    return title + "\n" + table(["artifact", "size", "vs fp32", "fidelity", "status"], rows) + "\n"
+    notes = "".join(f"note: {n}\n" for n in manifest.notes)
+    return title + "\n" + table(["artifact", "size", "vs fp32", "fidelity", "status"], rows) + "\n" + notes
 
 
 def _short(text: str, n: int = 110) -> str:

@@ -12,12 +12,15 @@ import sys
 import os
 
 from .common import add_targets_file_arg, print_json
-from .compress_cmd import _stdout_to_stderr, add_pass_arguments
+from .compress_cmd import _stdout_to_stderr, add_io_arguments, add_pass_arguments, quality_flags, quiet_frameworks
 
 
 def add(sub) -> None:
     p = sub.add_parser("run", help="compress for each target's profile, deploy, measure, store and compare")
-    p.add_argument("model", metavar="MODEL", help="file.onnx | file.keras | file.pt | file.py:factory")
+    p.add_argument("model", metavar="MODEL", help="file.onnx | file.keras | file.pt | file.py:factory | file.tflite "
+                                                  "(a .tflite, or an .onnx with --as-is, is measured as given)")
+    p.add_argument("--as-is", action="store_true", help="measure the given .onnx as it is (no compression); "
+                                                        "device fidelity against the same file on the host")
     p.add_argument("--target", action="append", default=[], metavar="NAME", dest="target_names",
                    help="a target to run on; repeat for several (default: local, or every target of --targets)")
     add_targets_file_arg(p)
@@ -31,7 +34,7 @@ def add(sub) -> None:
                                                      "(killed or partly failed): what it measured ok is kept, "
                                                      "not measured again")
     g = p.add_argument_group("compress options")
-    g.add_argument("--input-shape", type=str, metavar="1,3,224,224", help="input shape (for models without one)")
+    add_io_arguments(g)
     g.add_argument("--weights", metavar="FILE", help="weights for a file.py:factory model")
     g.add_argument("--random-calibration", action="store_true",
                    help="allow calibrating on random inputs when no --data is given")
@@ -66,8 +69,7 @@ def _run(args) -> int:
     if not names:
         names = [n for n in load_targets(args.targets_file) if n != "local"] if args.targets_file else ["local"]
     progress = RunProgress(names, sys.stderr)
-    if not args.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's C++ INFO/WARNING lines
+    quiet_frameworks(args)
     with _stdout_to_stderr():        # converters print to stdout; it must carry only our result
         result = _call_run(args, names, progress)
     if args.json:
@@ -83,11 +85,14 @@ def _run(args) -> int:
 
 
 def _call_run(args, names, progress):
-    from ..models import parse_shape
+    from ..compress import parse_feedback
+    from ..models import parse_shapes
     from ..runs import run
 
     return run(args.model, names, targets_file=args.targets_file, data=args.data, out=args.out, db=args.db,
-               input_shape=parse_shape(args.input_shape) if args.input_shape else None, weights=args.weights,
+               input_shape=parse_shapes(args.input_shape) or None, weights=args.weights,
+               feedback=parse_feedback(args.feedback), metric=args.metric, quality=quality_flags(args),
+               as_is=args.as_is,
                allow_random_calibration=args.random_calibration, trust_new_host=args.trust_new_host,
                measure={"runs": args.runs, "warmup": args.warmup, "min_seconds": args.min_seconds,
                         "threads": args.threads},

@@ -43,7 +43,8 @@ class Tensor:
         self.tensor_name = tensor_name or name
         sig = list(signature) if signature is not None else list(shape)
         #: dims as the artifact declares them: None where symbolic / dynamic
-        self.full_shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in sig]
+        self.full_shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else (d if isinstance(d, str) else None)
+                           for d in sig]
         self.shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape]
         self.dtype = np.dtype(dtype)
         self.scale, self.zero_point, self.index = float(scale), int(zero_point), index
@@ -162,8 +163,8 @@ def _signature_names(interp) -> dict:
 
 
 def _tfl_tensor(d: dict, names: dict) -> Tensor:
+    # the allocated shape: onnx2tf leaves -1 in shape_signature for a batch it fixed to 1
     return Tensor(names.get(d["index"], d["name"]), d["shape"], d["dtype"], *d["quantization"], index=d["index"],
-                  signature=[s if s > 0 else None for s in d.get("shape_signature", d["shape"])],
                   tensor_name=d["name"])
 
 

@@ -78,8 +78,8 @@ def run_onnx2tf(ctx: ExportContext, fp32: Path, dest: Path) -> None:
     images = [t.name for t in m.inputs if len(shapes[t.name]) == 4 and t.dtype.startswith("float")
               and m.layout == "NCHW"]
     keep = [t.name for t in m.inputs if t.name not in images]
-    notes = ["TFLite fixes every dim: batch 1"
-             + "".join(f", {n} {shapes[n]}" for n in shapes if any(not isinstance(d, int) for d in
+    notes = ["TFLite fixes every dim (batch 1): "
+             + ", ".join(f"{n} {shapes[n]}" for n in shapes if any(not isinstance(d, int) for d in
                                                                    next(t for t in m.inputs if t.name == n).shape))]
     with tempfile.TemporaryDirectory(prefix="edgecompress-onnx2tf-") as work:
         work = Path(work)

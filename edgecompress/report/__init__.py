@@ -65,8 +65,16 @@ class Row:
 
     @property
     def quality(self) -> Optional[float]:
-        """What Pareto and ``--fail-on accuracy`` use: accuracy, else top-1 agreement."""
-        return self.accuracy if self.accuracy is not None else self.top1_agreement
+        """What Pareto and ``--fail-on accuracy`` use: accuracy, else top-1 agreement, else the worst
+        output's cosine (never blank for an artifact that ran with fidelity inputs)."""
+        for v in (self.accuracy, self.top1_agreement, self.cosine):
+            if v is not None:
+                return v
+        return None
+
+    @property
+    def degraded(self) -> bool:
+        return self.status == "degraded"
 
     def to_dict(self, samples: bool = False) -> dict:
         d = asdict(self)
@@ -107,6 +115,7 @@ def _num(v) -> Optional[float]:
 
 def _row_from_result(run_id: str, r: dict) -> Row:
     fid = r["result"].get("fidelity") or {}
+    host = r["result"].get("host_fidelity") or {}
     return Row(run_id=run_id, target=r["target"], profile=r["profile"], artifact=r["artifact_key"],
                format=r["format"], precision=r["precision"], status=r["status"], error=r["error"],
                size_bytes=r["size_bytes"], p50_ms=_num(r["p50_ms"]), p90_ms=_num(r["p90_ms"]),
@@ -114,7 +123,8 @@ def _row_from_result(run_id: str, r: dict) -> Row:
                energy_mj=_num(r["mj_per_inference"]), energy_method=r["energy_method"],
                energy_source=r["energy_source"], accuracy=_num(r["fid_accuracy"]),
                reference_accuracy=_num(r["fid_reference_accuracy"]),
-               top1_agreement=_num(r["fid_top1_agreement"]), cosine=_num(fid.get("cosine")),
+               top1_agreement=_num(r["fid_top1_agreement"]),
+               cosine=_num(fid.get("cosine") if fid.get("cosine") is not None else host.get("cosine")),
                fidelity_samples=r["fid_samples"], runtime=r["runtime"], threads=r["threads"], runs=r["runs"],
                samples=[float(s) for s in r["samples"]])
 
@@ -132,7 +142,7 @@ def rows_for_run(store: ResultsStore, run: RunInfo) -> tuple[list[Row], list[dic
     artifacts = store.artifacts(run.id)
     for t in targets:
         for a in artifacts:
-            if a["profile"] == t["profile"] and a["status"] != "ok" and (t["target"], a["key"]) not in have:
+            if a["profile"] == t["profile"] and a["status"] == "failed" and (t["target"], a["key"]) not in have:
                 rows.append(Row(run_id=run.id, target=t["target"], profile=t["profile"], artifact=a["key"],
                                 format=a["format"], precision=a["precision"], status="failed",
                                 error=f"compress: {a['error']}"))
@@ -193,11 +203,13 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
     try:
         runs = [store.run(r) for r in run_ids] if run_ids else [store.latest_run()]
         rows, targets = [], []
+        notes = []
         for run in runs:
             r, t = rows_for_run(store, run)
             rows += r
             targets += t
-        comp = Comparison(db=str(store.path), runs=runs, rows=rows, targets=targets)
+            notes += [n for n in (run.options or {}).get("notes", []) if n not in notes]
+        comp = Comparison(db=str(store.path), runs=runs, rows=rows, targets=targets, notes=notes)
         rules = [parse_fail_on(f) if isinstance(f, str) else f for f in (fail_on or [])]
         if rules or baseline:
             if len(runs) != 1:

@@ -12,7 +12,8 @@ HEADERS = ["target", "artifact", "size_kb", "p50_ms", "p90_ms", "peak_mb", "ener
 
 LEGEND = ("energy: meas = measured by a sensor, est = estimated from the profile's power model; "
           "quality: device accuracy (change vs. the source model, points) or top-1 agreement with the host "
-          "reference; * = Pareto-best on this target (latency, size, quality)")
+          "reference, or the worst output's cosine; * = Pareto-best on this target (latency, size, quality); "
+          "DEGRADED = runs but below the quality floor (never starred)")
 
 
 def _f(v, digits=3) -> str:
@@ -32,11 +33,13 @@ def quality_cell(row) -> str:
         return f"{row.accuracy * 100:.1f}%" + ("" if d is None else f" ({d * 100:+.1f})")
     if row.top1_agreement is not None:
         return f"agree {row.top1_agreement * 100:.1f}%"
+    if row.cosine is not None:
+        return f"cos {row.cosine:.4f}"
     return ""
 
 
 def cells(row, multi_run: bool = False) -> list[str]:
-    status = row.status if row.ok else f"failed: {(row.error or '').splitlines()[0][:70] if row.error else ''}"
+    status = row.status if row.ok else f"{row.status}: {(row.error or '').splitlines()[0][:70] if row.error else ''}"
     target = f"{row.target} [{row.run_id}]" if multi_run else row.target
     return [target, row.artifact,
             "" if row.size_bytes is None else f"{row.size_bytes / 1024:.1f}",
