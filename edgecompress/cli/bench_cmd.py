@@ -21,6 +21,8 @@ def add(sub) -> None:
                         "'cpu' (default: the profile's first)")
     p.add_argument("--op-profiling", action="store_true",
                    help="native mode (benchmark_model): per-op-type timings in the result's op_profile")
+    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS",
+                   help="dims for a dynamic input of a raw file (repeatable), e.g. input_ids=1,128")
     p.add_argument("--json", action="store_true", help="print the list of benchmark results as JSON")
     p.set_defaults(func=_bench)
 
@@ -41,8 +43,8 @@ def _bench(args) -> int:
     results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,
-                        op_profiling=args.op_profiling)
-    failed = [r for r in results if r["status"] != "ok"]
+                        op_profiling=args.op_profiling, input_shapes=_shapes(args.input_shape))
+    failed = [r for r in results if r["status"] != "ok"]      # failed or degraded
     if args.json:
         print_json(results)
         return 1 if failed else 0
@@ -51,9 +53,30 @@ def _bench(args) -> int:
         a = r["artifact"] or {}
         lat, mem, en = r.get("latency_ms") or {}, r.get("memory_mb") or {}, r.get("energy") or {}
         energy = "" if en.get("mj_per_inference") is None else f"{en['mj_per_inference']:.3f} ({en['method']})"
-        rows.append((f"{a.get('precision') or '?'}.{a.get('format')}", r["status"], _num(lat.get("p50")),
+        rows.append((_label(a), r["status"], _num(lat.get("p50")),
                      _num(lat.get("mean")), _num(lat.get("p90")), r.get("runs") or "", _num(mem.get("peak_rss"), "{:.1f}"),
                      energy, (r.get("error") or "")[:90]))
     print(f"target {args.target}")
     print(table(["artifact", "status", "p50_ms", "mean_ms", "p90_ms", "runs", "peak_mb", "mJ/inference", "error"], rows))
+    bad = [r for r in results if r["status"] == "failed"]
+    if results and len(bad) == len(results):
+        print(f"every artifact failed ({len(bad)}): nothing was measured")
+    elif failed:
+        print(f"{len(bad)} failed, {len(failed) - len(bad)} degraded of {len(results)}")
     return 1 if failed else 0
+
+
+def _label(a: dict) -> str:
+    """precision.format for a manifest's artifacts; the file name for a raw file."""
+    from pathlib import Path
+
+    if a.get("precision"):
+        return f"{a['precision']}.{a.get('format')}"
+    return Path(a.get("path") or "?").name
+
+
+def _shapes(texts) -> list:
+    from ..models import parse_shapes
+
+    parse_shapes(texts)             # a bad flag is exit 2 before connecting
+    return list(texts or [])

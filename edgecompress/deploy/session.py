@@ -114,7 +114,7 @@ def expand_artifacts(specs: Sequence[Union[str, Path, ArtifactRecord]]) -> list[
                 m = Manifest.read(p)
             except (ValueError, KeyError, TypeError) as e:
                 raise UsageError(f"{p}: not a readable manifest: {e}") from e
-            for rec in m.ok_artifacts():
+            for rec in m.artifacts:       # failed ones too: bench lists them as failed (never run)
                 rec = copy.deepcopy(rec)
                 rec.path = str((p.parent / rec.path).resolve())
                 out.append(rec)
@@ -395,6 +395,8 @@ class DeviceSession:
                 "--idle-w", p.idle_w, "--load-w", p.load_w, "--input-layout", input_layout]
         if rec.layout in ("NCHW", "NHWC"):
             argv += ["--layout", rec.layout]
+        for spec in getattr(self, "input_shapes", None) or []:
+            argv += ["--input-shape", spec]
         if command:
             argv += ["--energy-command", command]
         io_in = io_out = None
@@ -460,10 +462,21 @@ class DeviceSession:
         return doc
 
 
+def _bench_record(s, r, measure, inputs, delegate, op_profiling) -> dict:
+    """A manifest's failed artifact is listed as failed (not run); a degraded one is measured and stays degraded."""
+    if r.status == "failed":
+        return failed_result(s.target.name, r, f"compress: {r.error}")
+    res = s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling)
+    if r.status == "degraded" and res.get("status") == "ok":
+        res["status"] = "degraded"
+        res["error"] = "below the quality floor at compress: " + "; ".join(r.fidelity.reasons)
+    return res
+
+
 def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = None, warmup: Optional[int] = None,
               threads: Optional[int] = None, min_seconds: Optional[float] = None, inputs=None,
               trust_new_host: bool = False, lock_timeout_s: float = 600, delegate: Optional[str] = None,
-              op_profiling: bool = False) -> list[dict]:
+              op_profiling: bool = False, input_shapes: Optional[list] = None) -> list[dict]:
     """Deploy ``artifacts`` (files, manifests or records) to ``target`` and measure each.
 
     One connection, one lock; artifacts are synced first. A failure to reach the device
@@ -487,7 +500,7 @@ def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = Non
                 s.sync([Path(r.path) for r in records if Path(r.path).exists()])
             except EdgeCompressError as e:
                 log.warning("%s: bulk upload failed (%s); trying one by one", tgt.name, e)
-            return [s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling)
-                    for r in records]
+            s.input_shapes = list(input_shapes or [])
+            return [_bench_record(s, r, measure, inputs, delegate, op_profiling) for r in records]
     except EdgeCompressError as e:
         return [failed_result(tgt.name, r, str(e)) for r in records]
