@@ -56,12 +56,15 @@ def _train(model, loss_fn, steps=300, lr=0.01):
     import torch
 
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)             # the same weights every time (threaded reductions vary)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
         opt.step()
+    torch.set_num_threads(threads)
     return model.eval()
 
 
@@ -91,6 +94,7 @@ def two_inputs() -> IOModel:
         def forward(self, image, category):
             return self.fc(torch.cat([self.conv(image), self.emb(category)], 1))
 
+    torch.manual_seed(0)
     net = Net()
     xt, ct, yt = torch.from_numpy(x[:1400, None]), torch.from_numpy(cat[:1400]), torch.from_numpy(y[:1400])
     _train(net, lambda: nn.functional.cross_entropy(net(xt, ct), yt))
@@ -120,6 +124,7 @@ def recurrent() -> IOModel:
             h2 = self.c2(h1, state[1])
             return self.fc(h2), torch.stack([h1, h2])
 
+    torch.manual_seed(0)
     net = Net()
     xt, yt = torch.from_numpy(x[:1000]), torch.from_numpy(y[:1000])
 
@@ -140,13 +145,15 @@ def recurrent() -> IOModel:
                    inputs={"chunk": "float32", "state": "float32"}, outputs=["logits", "state_out"])
 
 
-def _two_heads_net(broken: bool = False):
+@functools.lru_cache(maxsize=None)
+def _two_heads_net():
     import torch
     from torch import nn
 
     x, y = digits()
     flat = x.reshape(len(x), 64)
-    ink = flat.sum(1, keepdims=True) * 10.0          # ~60..300
+    total = flat.sum(1, keepdims=True)
+    ink = (total - total.mean()) / total.std() * 50.0          # centred, ~±100 (logits are ~±10)
 
     class Net(nn.Module):
         def __init__(self):
@@ -154,15 +161,12 @@ def _two_heads_net(broken: bool = False):
             self.body = nn.Sequential(nn.Linear(64, 32), nn.ReLU())
             self.cls = nn.Linear(32, 10)
             self.ink = nn.Linear(32, 1)
-            self.big = nn.Linear(64, 1)
 
         def forward(self, pixels):
             h = self.body(pixels)
-            feats = h
-            if broken:   # one tensor, per-tensor quantized, 1000x the features' range
-                feats = torch.cat([h, 1000.0 * torch.sigmoid(self.big(pixels))], 1)[:, :32]
-            return self.cls(h), self.ink(feats)
+            return self.cls(h), self.ink(h)
 
+    torch.manual_seed(0)
     net = Net()
     xt, yt, it = torch.from_numpy(flat[:1400]), torch.from_numpy(y[:1400]), torch.from_numpy(ink[:1400])
     _train(net, lambda: nn.functional.cross_entropy(net(xt)[0], yt) + ((net(xt)[1] - it) ** 2).mean() / 1000,
@@ -170,11 +174,39 @@ def _two_heads_net(broken: bool = False):
     return net, flat, y
 
 
+def _broken_net(net):
+    """The same trained heads; the ink head now reads its features through one Concat with a tensor
+    1e5 x their range (weight 0 on it: FP32 outputs unchanged). Per-tensor INT8 of that Concat
+    rounds the features away."""
+    import torch
+    from torch import nn
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.cls = net.body, net.cls
+            self.big = nn.Linear(64, 1)
+            self.ink = nn.Linear(33, 1)
+            with torch.no_grad():
+                self.ink.weight.copy_(torch.cat([net.ink.weight, torch.zeros(1, 1)], 1))
+                self.ink.bias.copy_(net.ink.bias)
+
+        def forward(self, pixels):
+            h = self.body(pixels)
+            wide = torch.cat([h, 1.0e5 * torch.sigmoid(self.big(pixels))], 1)
+            return self.cls(h), self.ink(wide)
+
+    torch.manual_seed(1)
+    return Broken().eval()
+
+
 @functools.lru_cache(maxsize=None)
 def two_heads(broken: bool = False) -> IOModel:
     import torch
 
-    net, flat, y = _two_heads_net(broken)
+    net, flat, y = _two_heads_net()
+    if broken:
+        net = _broken_net(net)
     name = "broken" if broken else "two_heads"
     path = _export(net, (torch.from_numpy(flat[:1]),), root() / f"{name}.onnx", ["pixels"], ["logits", "ink"],
                    {"pixels": {0: "batch"}, "logits": {0: "batch"}, "ink": {0: "batch"}})
@@ -229,6 +261,7 @@ def tokens() -> IOModel:
             pooled = (self.emb(input_ids) * m).sum(1) / m.sum(1).clamp(min=1.0)
             return self.fc(pooled)
 
+    torch.manual_seed(0)
     net = Net()
     n = int(len(ids) * 0.7)
     it, mt, yt = torch.from_numpy(ids[:n]), torch.from_numpy(mask[:n]), torch.from_numpy(y[:n])
@@ -247,6 +280,7 @@ def opset12() -> IOModel:
     from torch import nn
 
     x, y = digits()
+    torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
                         nn.Flatten(), nn.Linear(8 * 64, 10))
     xt, yt = torch.from_numpy(x[:1400, None]), torch.from_numpy(y[:1400])
@@ -267,6 +301,7 @@ def dynamic_hw() -> IOModel:
     x, _ = digits()
     img = np.kron(x, np.ones((2, 2), np.float32))[:, None]           # (N, 1, 16, 16)
     target = (img[:, 0] > 0.4).astype(np.int64)
+    torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1))
     xt, tt = torch.from_numpy(img[:1000]), torch.from_numpy(target[:1000])
     _train(net, lambda: nn.functional.cross_entropy(net(xt), tt), steps=150)

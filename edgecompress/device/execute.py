@@ -179,6 +179,14 @@ class Executor:
                     return perm
         if same:
             return None
+        sig = getattr(t, "resizable", None)
+        if sig is not None and hasattr(self.model, "set_shape"):      # a TFLite dim that is dynamic
+            for perm in ((TO_NHWC,) if x.ndim == 4 and self.model.layout == "NHWC" else ()) + (None,):
+                shape = x.transpose(perm).shape if perm else x.shape
+                if dims_fit(shape, sig):
+                    self.model.set_shape(t.name, list(shape))
+                    t.full_shape = list(shape)
+                    return perm
         raise IOError_(f"input {t.name!r}: a sample of shape {list(x.shape)} does not fit the artifact's input "
                        f"{list(want)} (neither as is nor NCHW<->NHWC transposed)")
 

@@ -164,8 +164,12 @@ def _signature_names(interp) -> dict:
 
 def _tfl_tensor(d: dict, names: dict) -> Tensor:
     # the allocated shape: onnx2tf leaves -1 in shape_signature for a batch it fixed to 1
-    return Tensor(names.get(d["index"], d["name"]), d["shape"], d["dtype"], *d["quantization"], index=d["index"],
-                  tensor_name=d["name"])
+    t = Tensor(names.get(d["index"], d["name"]), d["shape"], d["dtype"], *d["quantization"], index=d["index"],
+               tensor_name=d["name"])
+    sig = [int(s) for s in d.get("shape_signature", d["shape"])]
+    if any(s < 0 for s in sig):
+        t.resizable = [None if s < 0 else s for s in sig]     # dims resized per input (set_shape)
+    return t
 
 
 class OnnxModel(Model):

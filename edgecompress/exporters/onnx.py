@@ -233,8 +233,11 @@ def _fp16(src: Path, dst: Path) -> None:
     import onnx
     from onnxconverter_common import float16
 
+    # Cast stays float32 (with casts around it): converted, a Cast(int -> float) of an attention mask
+    # keeps to=FLOAT while its output is typed float16, and the model no longer loads
+    block = list(float16.DEFAULT_OP_BLOCK_LIST) + ["Cast"]
     with _quiet():      # it warns for every weight too small for fp16 (those become 0 or the fp16 minimum)
-        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=block)
     onnx.save(model, str(dst))
 
 

@@ -110,7 +110,21 @@ def run_onnx2tf(ctx: ExportContext, fp32: Path, dest: Path) -> None:
         for precision, f in produced.items():
             if f.exists():
                 shutil.copyfile(f, dest / f"model.{precision}.tflite")
+        dynamic = _dynamic_dims(produced["fp32"])
+        if dynamic:
+            notes[0] = (f"TFLite batch 1; dims left dynamic by onnx2tf (resized per input at run time): "
+                        + ", ".join(f"{n} {d}" for n, d in dynamic.items()))
         (dest / "notes.json").write_text(json.dumps(notes))
+
+
+def _dynamic_dims(path: Path) -> dict:
+    from ..device.runtimes import TFLiteModel
+
+    try:
+        m = TFLiteModel(str(path), 1)
+    except Exception:  # noqa: BLE001 - only for the note
+        return {}
+    return {t.name: t.resizable for t in m.inputs if None in (getattr(t, "resizable", None) or [0])[1:]}
 
 
 def _child(cmd, cwd, env, what):
