@@ -303,10 +303,12 @@ class ResultsStore:
             c.execute("BEGIN IMMEDIATE")
             c.executemany("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
-    def add_result(self, run_id: str, result: dict, *, profile: str | None = None,
+    def add_result(self, run_id: str, result, *, profile: str | None = None,
                    fidelity: dict | None = None, size_bytes: int | None = None) -> int:
-        """Store one benchmark result (DESIGN.md shape; ``outputs`` dropped) and commit it."""
-        r = {k: v for k, v in result.items() if k != "outputs"}
+        """Store one :class:`~edgecompress.device.result.BenchmarkResult` (or its dict) and commit it."""
+        from .device.result import BenchmarkResult
+
+        r = BenchmarkResult.from_dict(result).to_dict()
         if fidelity is not None:
             r["fidelity"] = fidelity
         fid = r.get("fidelity") or {}
@@ -407,11 +409,15 @@ class ResultsStore:
         return out
 
     def results(self, run_id: str) -> list[dict]:
-        """Result rows of a run in arrival order: metric columns, ``samples`` (list) and ``result`` (dict)."""
+        """Result rows of a run in arrival order: metric columns, ``samples`` (list) and ``result``
+        (a :class:`~edgecompress.device.result.BenchmarkResult`)."""
+        from .device.result import BenchmarkResult
+
         out = []
         for r in self._query("SELECT * FROM results WHERE run_id=? ORDER BY id", (run_id,)):
             d = dict(r)
             d["samples"] = _loads(d.pop("samples_json")) or []
-            d["result"] = _loads(d.pop("result_json")) or {}
+            d["result"] = BenchmarkResult.from_dict(_loads(d.pop("result_json")) or {"status": d["status"]},
+                                                    where=f"stored result {d['id']} of run {run_id}")
             out.append(d)
         return out
