@@ -106,7 +106,7 @@ def _num(v) -> Optional[float]:
 
 
 def _row_from_result(run_id: str, r: dict) -> Row:
-    fid = r["result"].get("fidelity") or {}
+    fid = r["result"].fidelity or {}
     return Row(run_id=run_id, target=r["target"], profile=r["profile"], artifact=r["artifact_key"],
                format=r["format"], precision=r["precision"], status=r["status"], error=r["error"],
                size_bytes=r["size_bytes"], p50_ms=_num(r["p50_ms"]), p90_ms=_num(r["p90_ms"]),
