@@ -90,11 +90,10 @@ def execute(job: Job, ctx: WorkerContext) -> str:
         log.warning("job %s/%s failed: %s", job.run_id, job.target, error)
     finally:
         _mark_job(ctx, job, None)
-    n_ok = sum(r.get("status") == "ok" for r in results)
+    n_ok = sum(r.ok for r in results)
     status = "ok" if results and n_ok == len(results) and not error else ("partial" if n_ok else "failed")
     if error is None and status != "ok":
-        error = "; ".join(f"{r['artifact'].get('precision')}.{r['artifact'].get('format')}: {r.get('error')}"
-                          for r in results if r.get("status") != "ok")[:2000]
+        error = "; ".join(f"{r.key}: {r.error}" for r in results if not r.ok)[:2000]
     now_row = store.target(job.run_id, job.target)
     if now_row is not None and now_row["status"] in FINAL:        # the submitter gave up on it meanwhile
         return now_row["status"]
@@ -104,6 +103,7 @@ def execute(job: Job, ctx: WorkerContext) -> str:
 
 def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
     from ..deploy import DeviceSession
+    from ..device.result import ArtifactInfo, BenchmarkResult
     from ..manifest import ArtifactRecord
     from ..profiles import Measure
     from ..runs import _fidelity
@@ -126,8 +126,10 @@ def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
         s.sync([paths[a.sha256] for a in todo])
         for a in job.artifacts:
             key = result_key(job.run_id, job.target, a.sha256)
-            if key in done:
-                out.append({"status": "ok", "artifact": {"format": a.format, "precision": a.precision}})
+            if key in done:                                # measured by an earlier delivery of this job
+                out.append(BenchmarkResult(target=job.target, status="ok",
+                                           artifact=ArtifactInfo(sha256=a.sha256, format=a.format,
+                                                                 precision=a.precision)))
                 continue
             row = store.target(job.run_id, job.target)
             if row is not None and row["status"] in FINAL:
@@ -139,14 +141,14 @@ def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
             if sha256_of(Path(rec.path)) != a.sha256:          # checked again right before the device
                 raise RuntimeError(f"cached artifact {a.sha256[:12]} changed on disk; refused")
             res = s.bench(rec, measure=measure, inputs=held, power=s.profile.power, input_layout=job.input_layout)
-            res.setdefault("target", job.target)
-            res.setdefault("farm", {"worker": ctx.node})
-            outputs = res.pop("outputs", None)
-            if res.get("status") == "ok" and outputs is not None and reference is not None:
+            res.target = res.target or job.target
+            res.extra["farm"] = {"worker": ctx.node}
+            outputs, res.outputs = res.outputs, None
+            if res.ok and outputs is not None and reference is not None:
                 try:
-                    res["fidelity"] = _fidelity(outputs, reference, labels)
+                    res.fidelity = _fidelity(outputs, reference, labels)
                 except Exception as e:  # noqa: BLE001 - kept as a failed check on this result
-                    res["fidelity"] = {"error": f"{type(e).__name__}: {e}"}
+                    res.fidelity = {"error": f"{type(e).__name__}: {e}"}
             store.add_result(job.run_id, res, profile=job.profile, size_bytes=a.size_bytes, key=key)
             out.append(res)
     return out

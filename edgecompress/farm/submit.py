@@ -245,7 +245,7 @@ def _follow(store, r, run_id, sent: dict, n_arts: dict, outcomes, progress, targ
                     _say(progress, name, "failed", error=o.error)
                 else:
                     _say(progress, name, "done", status=o.status, error=o.error,
-                         ok=sum(x.get("status") == "ok" for x in o.results), total=len(o.results))
+                         ok=sum(x.ok for x in o.results), total=len(o.results))
                 continue
             gone = have is not None and name not in have
             if gone:
@@ -265,7 +265,7 @@ def _follow(store, r, run_id, sent: dict, n_arts: dict, outcomes, progress, targ
                 why = (f"timed out: not finished {limit:g} s after the job was sent"
                        + ("; its worker was lost mid-job and none came back" if name in lost_note else ""))
             if why:
-                o.status, o.error = ("partial" if any(x.get("status") == "ok" for x in o.results) else "failed"), why
+                o.status, o.error = ("partial" if any(x.ok for x in o.results) else "failed"), why
                 store.set_target(run_id, name, status=o.status, error=why)
                 pending.discard(name)
                 _say(progress, name, "failed", error=why)

@@ -378,14 +378,16 @@ class ResultsStore:
                                           set_={c: getattr(stmt.excluded, c) for c in cols})
         self._tx(lambda c: c.execute(stmt, rows))
 
-    def add_result(self, run_id: str, result: dict, *, profile: str | None = None,
+    def add_result(self, run_id: str, result, *, profile: str | None = None,
                    fidelity: dict | None = None, size_bytes: int | None = None,
                    key: str | None = None) -> Optional[int]:
-        """Store one benchmark result (DESIGN.md shape; ``outputs`` dropped) and commit it.
+        """Store one :class:`~edgecompress.device.result.BenchmarkResult` (or its dict) and commit it.
 
         With ``key`` (:func:`result_key`) the row is stored at most once: a second call with the
         same key stores nothing and returns None. Else -> the new row's id."""
-        r = {k: v for k, v in result.items() if k != "outputs"}
+        from ..device.result import BenchmarkResult
+
+        r = BenchmarkResult.from_dict(result).to_dict()
         if fidelity is not None:
             r["fidelity"] = fidelity
         fid = r.get("fidelity") or {}
@@ -546,12 +548,16 @@ class ResultsStore:
         return out
 
     def results(self, run_id: str) -> list[dict]:
-        """Result rows of a run in arrival order: metric columns, ``samples`` (list) and ``result`` (dict)."""
+        """Result rows of a run in arrival order: metric columns, ``samples`` (list) and ``result``
+        (a :class:`~edgecompress.device.result.BenchmarkResult`)."""
         from sqlalchemy import select
+
+        from ..device.result import BenchmarkResult
 
         out = []
         for d in self._rows(select(T.results).where(T.results.c.run_id == run_id).order_by(T.results.c.id)):
             d["samples"] = _loads(d.pop("samples_json")) or []
-            d["result"] = _loads(d.pop("result_json")) or {}
+            d["result"] = BenchmarkResult.from_dict(_loads(d.pop("result_json")) or {"status": d["status"]},
+                                                    where=f"stored result {d['id']} of run {run_id}")
             out.append(d)
         return out

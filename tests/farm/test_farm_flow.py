@@ -37,8 +37,8 @@ def test_run_on_the_farm_measures_every_target_and_reports_like_a_local_run(
     assert len({r["result_key"] for r in rows}) == 6            # every row keyed, none twice
     for r in rows:
         assert r["status"] == "ok" and r["runs"] >= 10 and r["p50_ms"] > 0
-        assert r["result"]["farm"]["worker"].startswith(("wa.", "wb."))
-        assert r["result"]["farm"]["worker"].split(".")[1] == r["target"]
+        assert r["result"].extra["farm"]["worker"].startswith(("wa.", "wb."))
+        assert r["result"].extra["farm"]["worker"].split(".")[1] == r["target"]
         # device outputs compared with the torch reference on the held-out digits, as a local run does
         assert r["fid_samples"] == 60 and r["fid_top1_agreement"] >= 0.9 and r["fid_accuracy"] >= 0.8
     assert {t: v["status"] for t, v in targets.items()} == {"farm-a": "ok", "farm-b": "ok"}
