@@ -140,9 +140,10 @@ def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
 
             if sha256_of(Path(rec.path)) != a.sha256:          # checked again right before the device
                 raise RuntimeError(f"cached artifact {a.sha256[:12]} changed on disk; refused")
+            t0 = time.time()
             res = s.bench(rec, measure=measure, inputs=held, power=s.profile.power, input_layout=job.input_layout)
             res.target = res.target or job.target
-            res.extra["farm"] = {"worker": ctx.node}
+            res.extra["farm"] = {"worker": ctx.node, "started_at": t0, "finished_at": time.time()}
             outputs, res.outputs = res.outputs, None
             if res.ok and outputs is not None and reference is not None:
                 try:

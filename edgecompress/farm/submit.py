@@ -84,7 +84,15 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
 
         inv_profiles = {n: load_target(n, targets_file).profile for n in names}
     _say(progress, "*", "compress_step", text=f"looking for farm workers on {mask_text(farm)}")
-    have = wait_for_workers(r, names, worker_wait_s) if names else served(r)
+    unknown = [n for n in names if n not in inv_profiles]     # profile known only from a worker's beat
+    have = wait_for_workers(r, unknown, worker_wait_s) if unknown else {}
+    if not names:
+        have = served(r)
+    else:
+        try:
+            have = {**served(r), **have}
+        except Exception:  # noqa: BLE001 - broker away: the jobs are sent with retries below
+            pass
     if not names:
         names = sorted(have)
         if not names:
@@ -94,7 +102,8 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
     bad = set(overrides) - set(Measure.model_fields)
     if bad:
         raise UsageError(f"unknown measure setting(s) {sorted(bad)}; valid: {', '.join(Measure.model_fields)}")
-    profile_of = {n: _profile(inv_profiles.get(n), have[n]) for n in names if n in have}
+    profile_of = {n: _profile(inv_profiles.get(n), have.get(n) or {}) for n in names
+                  if n in have or n in inv_profiles}
     loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights, input_shape=input_shape)
     calib, held = _split(loaded, data, eval_samples, allow_random_calibration)
     reference = np.asarray(loaded.predict(held.x))
@@ -110,7 +119,7 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
                                           "farm": mask_text(farm), "artifact_store": artifact_store})
         result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=outcomes)
         for n in names:
-            if n not in have:
+            if n not in profile_of:
                 o = outcomes[n]
                 o.status = "failed"
                 o.error = (f"no farm worker serves target {n!r} (waited {worker_wait_s:g} s); targets served now: "
@@ -255,8 +264,8 @@ def _follow(store, r, run_id, sent: dict, n_arts: dict, outcomes, progress, targ
             limit = target_timeout_s if target_timeout_s is not None else sent[name] + 60
             why = None
             if gone and name not in taken and now - unserved_since[name] > worker_wait_s:
-                why = f"no farm worker serves target {name!r} any more (waited {worker_wait_s:g} s); the job stays " \
-                      f"unmeasured"
+                why = (f"no farm worker serves target {name!r} (waited {worker_wait_s:g} s); targets served now: "
+                       f"{', '.join(sorted(have)) or 'none'}")
             elif gone and name in taken and name not in lost_note and now - unserved_since[name] > 2:
                 lost_note.add(name)
                 _say(progress, name, "waiting", text="its farm worker was lost mid-job; the job is delivered again "

@@ -189,3 +189,59 @@ def farm_worker(tmp_path):
     yield start
     for w in made:
         w.stop()
+
+
+class Submitter:
+    """``edgecompress run MODEL --farm ...`` in its own process (stdout JSON, stderr progress in files)."""
+
+    def __init__(self, model, data, targets, broker, db, workdir, name, *extra, targets_file=None):
+        import os
+        import subprocess
+        import sys
+
+        spec, weights = model
+        self.out, self.err = Path(workdir) / f"{name}.json", Path(workdir) / f"{name}.err"
+        argv = [sys.executable, "-m", "edgecompress", "run", spec, "--weights", str(weights), "--data", str(data),
+                "--eval-samples", "60", "--farm", broker, "--db", db, "--out", str(Path(workdir) / name),
+                "--json", *[str(a) for a in extra]]
+        for t in targets:
+            argv += ["--target", t]
+        if targets_file:
+            argv += ["--targets", str(targets_file)]
+        env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]))
+        self.proc = subprocess.Popen(argv, stdout=open(self.out, "wb"), stderr=open(self.err, "wb"), env=env)
+
+    def wait(self, timeout=300):
+        import json
+
+        rc = self.proc.wait(timeout)
+        text = self.out.read_text()
+        assert text.strip(), f"exit {rc}, no JSON; stderr: {self.err.read_text()[-3000:]}"
+        return rc, json.loads(text)
+
+
+@pytest.fixture
+def submit(tmp_path):
+    made = []
+
+    def start(*a, **kw):
+        s = Submitter(*a, tmp_path, f"submit{len(made)}", *kw.pop("extra", ()), **kw)
+        made.append(s)
+        return s
+
+    yield start
+    for s in made:
+        if s.proc.poll() is None:
+            s.proc.kill()
+
+
+def wait_for(cond, timeout=120.0, what="condition", every=0.2):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
