@@ -37,6 +37,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .device.result import BenchmarkResult
 from .errors import EdgeCompressError, TargetError, UsageError
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,15 @@ class TargetOutcome:
     status: str = "pending"            # pending | running | ok | partial | failed
     error: Optional[str] = None
     device: dict = field(default_factory=dict)
-    results: list[dict] = field(default_factory=list)
+    results: list[BenchmarkResult] = field(default_factory=list)
 
     @property
-    def failed_artifacts(self) -> list[dict]:
-        return [r for r in self.results if r.get("status") != "ok"]
+    def failed_artifacts(self) -> list[BenchmarkResult]:
+        return [r for r in self.results if not r.ok]
 
     def to_dict(self) -> dict:
         return {"name": self.name, "profile": self.profile, "status": self.status, "error": self.error,
-                "device": self.device, "results": self.results}
+                "device": self.device, "results": [r.to_dict() for r in self.results]}
 
 
 @dataclass
@@ -145,13 +146,6 @@ def _split(model, data, eval_samples: int, allow_random: bool, ordered: bool = F
     return ds.split(n - n_eval, n_eval)
 
 
-def _located(artifact, folder: Path):
-    """The artifact record with an absolute path (the manifest's records are relative to its folder)."""
-    import dataclasses
-
-    return dataclasses.replace(artifact, path=str(Path(folder) / artifact.path))
-
-
 def _fidelity(outputs, reference, labels, quality=None) -> dict:
     """Device fidelity per output (by model name), the same comparison compress makes on the host."""
     from dataclasses import asdict
@@ -188,7 +182,7 @@ class _Runner:
             self._work(target, profile, out)
         except BaseException as e:  # noqa: BLE001 - one target failing never loses the others
             out.error = f"{type(e).__name__}: {e}"
-            out.status = "partial" if any(r.get("status") == "ok" for r in out.results) else "failed"
+            out.status = "partial" if any(r.ok for r in out.results) else "failed"
             log.debug("target %s failed", target.name, exc_info=True)
         try:
             self.store.set_target(self.run_id, target.name, status=out.status, error=out.error)
@@ -199,15 +193,16 @@ class _Runner:
             _say(self.progress, target.name, "failed", error=out.error)
         else:
             _say(self.progress, target.name, "done", status=out.status, error=out.error,
-                 ok=sum(r.get("status") == "ok" for r in out.results), total=len(out.results))
+                 ok=sum(r.ok for r in out.results), total=len(out.results))
 
     def _work(self, target, profile, out: TargetOutcome) -> None:
         from .deploy import DeviceSession
+        from .deploy.artifacts import manifest_artifacts
 
         self.store.set_target(self.run_id, target.name, status="running", profile=profile.name,
                               transport=target.transport)
         _say(self.progress, target.name, "connect", transport=target.transport)
-        with DeviceSession(target, targets_file=self.targets_file, trust_new_host=self.trust_new_host) as s:
+        with DeviceSession(target, trust_new_host=self.trust_new_host, profile=profile) as s:
             out.device = s.facts()
             self.store.set_target(self.run_id, target.name, status="running", device=out.device)
             _say(self.progress, target.name, "connected", device=out.device)
@@ -217,12 +212,12 @@ class _Runner:
             if self.compress_error:
                 raise EdgeCompressError(f"nothing to deploy: compress failed: {self.compress_error}")
             manifest = self.manifests[profile.name]
-            arts = manifest.ok_artifacts()
+            arts = manifest_artifacts(manifest)
             if not arts:
                 raise EdgeCompressError(f"nothing to deploy: every artifact for profile {profile.name} failed "
                                         "to build (see the compare table)")
             _say(self.progress, target.name, "sync", n=len(arts))
-            s.sync([manifest.folder / a.path for a in arts])
+            s.sync([Path(a.path) for a in arts])
             measure = self.measure(profile)
             for i, a in enumerate(arts, 1):
                 key = f"{a.precision}.{a.format}"
@@ -235,27 +230,22 @@ class _Runner:
                 from .device.execute import io_spec
 
                 inputs = {**self.held.samples(self.loaded), "__io__": io_spec(manifest.model, a)}
-                res = s.bench(_located(a, manifest.folder), measure=measure, inputs=inputs,
+                res = s.bench(a, measure=measure, inputs=inputs,
                               power=profile.power, input_layout=self.layout)
-                res.setdefault("target", target.name)
-                outputs = res.pop("outputs", None)
-                fid = None
-                if res.get("status") == "ok" and outputs is not None:
+                outputs, res.outputs = res.outputs, None
+                if res.ok and outputs is not None:
                     try:
-                        fid = _fidelity(outputs, self.reference, self.held.y, profile.quality)
+                        res.fidelity = _fidelity(outputs, self.reference, self.held.y, profile.quality)
                     except Exception as e:  # noqa: BLE001 - kept as a failed check on this result
-                        fid = {"error": f"{type(e).__name__}: {e}"}
-                if fid is not None:
-                    res["fidelity"] = fid
-                _mark_degraded(res, a, fid)
+                        res.fidelity = {"error": f"{type(e).__name__}: {e}"}
+                _mark_degraded(res, a, res.fidelity)
                 self.store.add_result(self.run_id, res, profile=profile.name, size_bytes=a.size_bytes)
                 out.results.append(res)
                 _say(self.progress, target.name, "result", artifact=key, i=i, n=len(arts), result=res)
-        n_ok = sum(r.get("status") == "ok" for r in out.results)
+        n_ok = sum(r.ok for r in out.results)
         out.status = "ok" if n_ok == len(out.results) else ("partial" if n_ok else "failed")
         if out.status != "ok":
-            bad = [f"{r['artifact'].get('precision')}.{r['artifact'].get('format')}: {r.get('error')}"
-                   for r in out.failed_artifacts]
+            bad = [f"{r.key}: {r.error}" for r in out.failed_artifacts]
             out.error = "; ".join(bad)[:2000]
 
 
@@ -273,16 +263,15 @@ def _calibration_notes(calib, profiles: dict) -> list[str]:
             f"not cover real inputs; give more --data"]
 
 
-def _mark_degraded(res: dict, artifact, fid: Optional[dict]) -> None:
+def _mark_degraded(res, artifact, fid: Optional[dict]) -> None:
     """A result below the quality floor (on the host when built, or on the device) is ``degraded``."""
-    reasons = list(getattr(artifact.fidelity, "reasons", []) or []) if artifact.status == "degraded" else []
+    reasons = list(artifact.fidelity.reasons or []) if artifact.status == "degraded" else []
     reasons += [f"device: {r}" for r in (fid or {}).get("reasons") or []]
-    from dataclasses import asdict
-
-    res["host_fidelity"] = asdict(artifact.fidelity)
-    if res.get("status") == "ok" and reasons:
-        res["status"] = "degraded"
-        res["error"] = "below the quality floor: " + "; ".join(reasons)
+    if res.fidelity is not None:
+        res.fidelity["host"] = {"cosine": artifact.fidelity.cosine, "status": artifact.status}
+    if res.ok and reasons:
+        res.status = "degraded"
+        res.error = "below the quality floor: " + "; ".join(reasons)
 
 
 def run(model, targets: list, *, targets_file=None, data=None, out: str | Path = "out", db=None,
@@ -416,6 +405,14 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
         raise
     finally:
         store.close()
+
+
+def run_farm(model, targets: list, *, farm: str, **kw) -> RunResult:
+    """:func:`run` with the measuring done by farm workers (``--farm URL``, :mod:`edgecompress.farm.submit`):
+    the same arguments plus ``farm`` (the Redis broker), ``artifact_store``, ``worker_wait_s``."""
+    from .farm.submit import run_on_farm
+
+    return run_on_farm(model, targets, farm=farm, **kw)
 
 
 def _resume(store, run_id: str, loaded, overrides: dict) -> tuple[str, dict]:

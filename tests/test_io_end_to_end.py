@@ -91,7 +91,8 @@ def test_bench_raw_file_with_dynamic_dims_is_labelled_by_name(lab_env):
     rc, out, _ = cli("bench", m.onnx, "--target", "local", "--targets", lab_env["targets"], "--runs", "3",
                      "--warmup", "1", "--min-seconds", "0", "--input-shape", "image=1,1,32,24", "--json")
     (r,) = json.loads(out)
-    assert r["inputs"][0]["shape"] == [1, 1, 32, 24] and r["outputs"][0]["shape"][2:] == [32, 24]
+    assert r["inputs"][0]["shape"] == [1, 1, 32, 24] and r["status"] == "ok"
+    assert len(r["output_tensors"]) == 1 and r["latency_ms"]["p50"] > 0
 
 
 def test_run_given_tflite_and_as_is_onnx(lab_env, tmp_path):

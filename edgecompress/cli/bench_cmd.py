@@ -23,6 +23,9 @@ def add(sub) -> None:
                    help="native mode (benchmark_model): per-op-type timings in the result's op_profile")
     p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS",
                    help="dims for a dynamic input of a raw file (repeatable), e.g. input_ids=1,128")
+    p.add_argument("--db", metavar="PATH", help="results database the results are stored in as a run (default: "
+                                                "$EDGECOMPRESS_DB or $XDG_DATA_HOME/edgecompress/results.db)")
+    p.add_argument("--no-store", action="store_true", help="do not store the results")
     p.add_argument("--json", action="store_true", help="print the list of benchmark results as JSON")
     p.set_defaults(func=_bench)
 
@@ -33,32 +36,29 @@ def _num(v, fmt="{:.3f}"):
 
 def _bench(args) -> int:
     from ..deploy import benchmark
-    from ..errors import UsageError
 
-    for name, v in (("--runs", args.runs), ("--threads", args.threads)):
-        if v is not None and v < 1:
-            raise UsageError(f"{name} must be >= 1, got {v}")
-    if args.warmup is not None and args.warmup < 0:
-        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,
-                        op_profiling=args.op_profiling, input_shapes=_shapes(args.input_shape))
-    failed = [r for r in results if r["status"] != "ok"]      # failed or degraded
+                        op_profiling=args.op_profiling, store=not args.no_store, db=args.db,
+                        input_shapes=_shapes(args.input_shape))
+    failed = [r for r in results if not r.ok]         # failed or degraded
     if args.json:
-        print_json(results)
+        print_json([r.to_dict() for r in results])
         return 1 if failed else 0
+    from ..device.result import Energy, Latency, Memory
+
     rows = []
     for r in results:
-        a = r["artifact"] or {}
-        lat, mem, en = r.get("latency_ms") or {}, r.get("memory_mb") or {}, r.get("energy") or {}
-        energy = "" if en.get("mj_per_inference") is None else f"{en['mj_per_inference']:.3f} ({en['method']})"
-        rows.append((_label(a), r["status"], _num(lat.get("p50")),
-                     _num(lat.get("mean")), _num(lat.get("p90")), r.get("runs") or "", _num(mem.get("peak_rss"), "{:.1f}"),
-                     energy, (r.get("error") or "")[:90]))
-    print(f"target {args.target}")
+        a = r.artifact
+        lat, mem, en = r.latency_ms or Latency(), r.memory_mb or Memory(), r.energy or Energy()
+        energy = "" if en.mj_per_inference is None else f"{en.mj_per_inference:.3f} ({en.method})"
+        rows.append((_label(a), r.status, _num(lat.p50),
+                     _num(lat.mean), _num(lat.p90), r.runs or "", _num(mem.peak_rss, "{:.1f}"),
+                     energy, (r.error or "")[:90]))
+    print(f"target {args.target}" + (f"  (stored as run {results.run_id} in {results.db})" if results.run_id else ""))
     print(table(["artifact", "status", "p50_ms", "mean_ms", "p90_ms", "runs", "peak_mb", "mJ/inference", "error"], rows))
-    bad = [r for r in results if r["status"] == "failed"]
+    bad = [r for r in results if r.status == "failed"]
     if results and len(bad) == len(results):
         print(f"every artifact failed ({len(bad)}): nothing was measured")
     elif failed:
@@ -66,13 +66,15 @@ def _bench(args) -> int:
     return 1 if failed else 0
 
 
-def _label(a: dict) -> str:
+def _label(a) -> str:
     """precision.format for a manifest's artifacts; the file name for a raw file."""
     from pathlib import Path
 
-    if a.get("precision"):
-        return f"{a['precision']}.{a.get('format')}"
-    return Path(a.get("path") or "?").name
+    if a is None:
+        return "?"
+    if a.precision:
+        return f"{a.precision}.{a.format}"
+    return Path(a.path or "?").name
 
 
 def _shapes(texts) -> list:

@@ -7,6 +7,7 @@ stored and reported), 2 on bad input.
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 import os
@@ -26,8 +27,9 @@ def add(sub) -> None:
     add_targets_file_arg(p)
     p.add_argument("--data", metavar="PATH", help="calibration + held-out data (.npy/.npz with x[,y], image folder)")
     p.add_argument("--out", default="out", metavar="DIR", help="artifacts and report folder (default: out)")
-    p.add_argument("--db", metavar="PATH", help="results database (default: $EDGECOMPRESS_DB or "
-                                                "$XDG_DATA_HOME/edgecompress/results.db)")
+    p.add_argument("--db", metavar="URL|PATH", help="results database: sqlite:///PATH, postgresql://USER@HOST/DB "
+                                                    "or a file (default: $EDGECOMPRESS_DB or "
+                                                    "$XDG_DATA_HOME/edgecompress/results.db)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.add_argument("--html", metavar="FILE", help="write the HTML report here (default: OUT/report-RUNID.html)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an earlier run of the same model and settings "
@@ -52,6 +54,9 @@ def add(sub) -> None:
                    help="held-out samples for the on-device fidelity check (default 200)")
     g.add_argument("--target-timeout", type=float, metavar="S",
                    help="give up on a target still busy S seconds after compression (marked failed)")
+    from .farm_cmd import add_farm_args
+
+    add_farm_args(p)
     p.set_defaults(func=_run)
 
 
@@ -87,8 +92,12 @@ def _run(args) -> int:
 def _call_run(args, names, progress):
     from ..compress import parse_feedback
     from ..models import parse_shapes
-    from ..runs import run
+    from ..runs import run, run_farm
 
+    if getattr(args, "farm", None):
+        from .farm_cmd import farm_options
+
+        run = functools.partial(run_farm, **farm_options(args))
     return run(args.model, names, targets_file=args.targets_file, data=args.data, out=args.out, db=args.db,
                input_shape=parse_shapes(args.input_shape) or None, weights=args.weights,
                feedback=parse_feedback(args.feedback), metric=args.metric, quality=quality_flags(args),

@@ -4,9 +4,11 @@ A target with ``mode: native`` and ``benchmark_model: PATH`` (the binary for the
 e.g. LiteRT's ``android_aarch64_benchmark_model``) is measured like this, over any transport
 (adb on a phone; ssh works too):
 
-1. the binary and the ``.tflite`` artifact are pushed into ``<workdir>/blobs/<sha256>`` — skipped
-   when a file of that hash is already there, else pushed to a temporary name, its sha256 checked
-   on the device, then renamed (nothing half-written is ever run);
+1. the session (:class:`~edgecompress.deploy.session.DeviceSession`, the same for every mode) pushes
+   the binary and the ``.tflite`` artifact into ``<workdir>/blobs/<sha256>`` — skipped when that
+   blob is already there, else uploaded to ``tmp/``, its sha256 checked on the device by
+   ``deploy/scripts/blobs.sh``, then renamed (nothing half-written is ever run); the device lock
+   is ``deploy/scripts/lock.sh``;
 2. one shell script on the device reads the battery/charging/thermal/cpufreq state
    (:mod:`edgecompress.deploy.android_sysfs`); when on battery it samples the idle phone for
    ``IDLE_SAMPLE_S`` and starts the battery sampling loop in the background; it runs
@@ -29,8 +31,10 @@ from typing import Any, Optional
 
 from . import android_sysfs as sysfs
 from .benchmark_model import parse as parse_benchmark_output
-from ..errors import ConnectionLost, EdgeCompressError, TransportError
-from ..manifest import ArtifactRecord, sha256_file
+from ..device.result import ArtifactInfo, BenchmarkResult, DeviceInfo, Energy, Latency, Memory, Thermal
+from ..errors import ConnectionLost, EdgeCompressError
+from ..manifest import ArtifactRecord
+from .agents import DeviceAgent, script
 
 #: benchmark_model flags per profile delegate (``cpu`` = plain TFLite kernels, XNNPACK off)
 DELEGATE_FLAGS = {
@@ -66,116 +70,63 @@ def benchmark_flags(graph: str, measure, *, delegate: str = "xnnpack", op_profil
     return flags
 
 
-def _sha256_cmd(path: str) -> str:
-    q = shlex.quote(path)
-    return f"(sha256sum {q} || toybox sha256sum {q} || busybox sha256sum {q}) 2>/dev/null"
-
-
-def push_by_hash(transport, local: Path, remote_dir: str, *, executable: bool = False) -> tuple[str, bool]:
-    """Make ``<remote_dir>/<sha256><suffix>`` hold ``local``; returns (remote path, whether sent)."""
-    sha = sha256_file(local)
-    suffix = Path(local).suffix if Path(local).suffix in (".tflite", ".onnx") else ""
-    remote = f"{remote_dir}/{sha}{suffix}"
-    have = transport.run(["sh", "-c", f"[ -f {shlex.quote(remote)} ] && {_sha256_cmd(remote)}"], timeout=120)
-    if have.ok and have.stdout.split()[:1] == [sha]:
-        return remote, False
-    part = f"{remote}.part-{uuid.uuid4().hex[:8]}"
-    transport.run(["mkdir", "-p", remote_dir], timeout=60)
-    transport.put(Path(local), part)
-    chmod = f"chmod 755 {shlex.quote(part)} && " if executable else ""
-    check = transport.run(["sh", "-c", f"{chmod}{_sha256_cmd(part)}"], timeout=120)
-    got = check.stdout.split()[:1]
-    if not check.ok or got != [sha]:
-        transport.run(["rm", "-f", part], timeout=60)
-        why = ("content differs" if got else
-               "no sha256sum on the device (Android 8+ toybox has it; else install busybox)")
-        raise TransportError(f"pushed {local} but the device computed sha256 {got[0] if got else '(none)'} "
-                             f"instead of {sha}: {why}")
-    mv = transport.run(["mv", "-f", part, remote], timeout=60)
-    if not mv.ok:
-        raise TransportError(f"could not rename {part} to {remote}: {mv.describe()}")
-    return remote, True
-
-
-#: the device lock without Python: a lock folder holding the holder's pid and owner text; it speaks
-#: the runner's ``lock`` protocol on stdout ("waiting OWNER", "recovered OWNER", "timeout OWNER",
-#: "locked") and holds the lock until its stdin closes. A holder whose pid is gone is recovered.
-_LOCK_SH = r"""
-L="$1.d"; OWNER="$2"; T="$3"; mkdir -p "${L%/*}"; start=$(date +%s); said=
-while ! mkdir "$L" 2>/dev/null; do
-  pid=$(cat "$L/pid" 2>/dev/null); who=$(cat "$L/owner" 2>/dev/null)
-  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then rm -rf "$L"; echo "recovered $who"; continue; fi
-  if [ $(( $(date +%s) - start )) -ge "$T" ]; then echo "timeout $who"; exit 1; fi
-  [ -z "$said" ] && echo "waiting $who" && said=1
-  sleep 1
-done
-echo $$ > "$L/pid"; printf '%s
-' "$OWNER" > "$L/owner"; echo locked
-cat > /dev/null
-rm -rf "$L"
-"""
-
-
-def shell_lock_argv(path: str, owner: str, timeout_s: float) -> list[str]:
-    """argv of the Python-free device lock helper (see ``_LOCK_SH``), for ``Transport.spawn``."""
-    return ["sh", "-c", _LOCK_SH, "ec-lock", path, owner, str(int(timeout_s))]
-
-
-def _artifact_info(artifact) -> tuple[Path, dict]:
+def _artifact_info(artifact) -> tuple[Path, ArtifactInfo]:
     if isinstance(artifact, ArtifactRecord):
-        return Path(artifact.path), {"sha256": artifact.sha256, "format": artifact.format,
-                                     "precision": artifact.precision}
+        return Path(artifact.path), ArtifactInfo(sha256=artifact.sha256, format=artifact.format,
+                                                 precision=artifact.precision)
     p = Path(artifact)
     fmt = p.suffix.lstrip(".")
     precision = p.name.split(".")[1] if p.name.count(".") >= 2 else None
-    return p, {"sha256": None, "format": fmt, "precision": precision}
+    return p, ArtifactInfo(format=fmt, precision=precision)
 
 
-class NativeBench:
-    """Benchmarks with ``benchmark_model`` over an open transport (the caller holds the device lock).
+class NativeAgent(DeviceAgent):
+    """Benchmarks with ``benchmark_model`` (``mode: native``); the session holds the device lock
+    and pushes the binary and the artifacts by hash (``deploy/scripts/blobs.sh`` checks them)."""
 
-    ``workdir`` is the device folder for blobs (adb: ``/data/local/tmp/edgecompress``).
-    """
+    mode = "native"
 
-    def __init__(self, transport, target, profile, *, workdir: Optional[str] = None):
+    def __init__(self, session):
+        super().__init__(session)
+        target = session.target
         if not target.benchmark_model:
             raise EdgeCompressError(f"target {target.name!r}: native mode needs `benchmark_model:` "
                                     f"(path on this host to LiteRT's benchmark_model for the device's ABI)")
-        self.transport, self.target, self.profile = transport, target, profile
         self.binary = Path(target.benchmark_model).expanduser()
         if not self.binary.is_file():
             raise EdgeCompressError(f"target {target.name!r}: benchmark_model {self.binary} does not exist; "
                                     f"download LiteRT's benchmark_model for the device's ABI (e.g. "
                                     f"android_aarch64_benchmark_model) and point `benchmark_model:` at it")
-        self.workdir = workdir or transport.expand(target.workdir)
-        self.blobs = f"{self.workdir}/blobs"
-        self._remote_binary: Optional[str] = None
-        self._known: dict[Path, str] = {}        # local file -> its blob, verified in this session
+        self.remote_binary = ""
         self._facts: Optional[dict] = None
-        self.bytes_sent = 0
+
+    @property
+    def profile(self):
+        return self.session.profile
+
+    @property
+    def transport(self):
+        return self.session.transport
+
+    @property
+    def workdir(self) -> str:
+        return self.session.workdir
 
     # -- set-up ---------------------------------------------------------------------------------
-    def prepare(self) -> str:
-        """Push ``benchmark_model`` once (by hash); returns its path on the device."""
-        if self._remote_binary is None:
-            self._remote_binary, _ = self._push(self.binary, executable=True)
-        return self._remote_binary
+    def prepare(self) -> None:
+        """Push ``benchmark_model`` once (by hash)."""
+        self.session.sync([self.binary])
+        self.remote_binary = self.session.blob_path(self.binary)
 
-    def _push(self, path: Path, *, executable: bool = False) -> tuple[str, bool]:
-        path = Path(path).resolve()
-        if path in self._known:
-            return self._known[path], False
-        remote, sent = push_by_hash(self.transport, path, self.blobs, executable=executable)
-        self._known[path] = remote
-        self.bytes_sent += path.stat().st_size if sent else 0
-        return remote, sent
+    def lock_argv(self, path, owner, timeout_s):
+        return ["sh", "-c", script("lock.sh"), "ec-lock", path, owner, str(int(timeout_s))]
+
+    def files_argv(self, *args):
+        return ["sh", "-c", script("blobs.sh"), "ec-blobs", *args]
 
     def facts(self) -> dict[str, Any]:
         if self._facts is None:
-            script = ("printf 'abi=%s\\nrelease=%s\\nsdk=%s\\nmodel=%s\\n' \"$(getprop ro.product.cpu.abi 2>/dev/null)\" "
-                      "\"$(getprop ro.build.version.release 2>/dev/null)\" \"$(getprop ro.build.version.sdk 2>/dev/null)\" "
-                      "\"$(getprop ro.product.model 2>/dev/null)\"; printf 'uname=%s\\n' \"$(uname -sm)\"")
-            res = self.transport.run(["sh", "-c", script], timeout=60)
+            res = self.transport.run(["sh", "-c", script("facts.sh")], timeout=60)
             kv = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
             android = kv.get("release")
             self._facts = {
@@ -185,42 +136,26 @@ class NativeBench:
             }
         return self._facts
 
-    def sync(self, paths) -> dict:
-        """Push files by hash (as :meth:`DeviceSession.sync`): bytes_sent, files_sent, files_skipped."""
-        stats = {"bytes_sent": 0, "files_sent": 0, "files_skipped": 0}
-        for path in dict.fromkeys(Path(p) for p in paths):
-            _, sent = self._push(path)
-            if sent:
-                stats["bytes_sent"] += path.stat().st_size
-                stats["files_sent"] += 1
-            else:
-                stats["files_skipped"] += 1
-        return stats
-
     # -- one benchmark --------------------------------------------------------------------------
-    def bench(self, artifact: Path | str | ArtifactRecord, *, record: Optional[ArtifactRecord] = None, measure=None,
-              delegate: Optional[str] = None, op_profiling: bool = False, energy: Optional[str] = None) -> dict:
-        """One DESIGN.md benchmark result; a failure gives ``status: failed`` and ``error`` (no raise)."""
-        path, art = _artifact_info(artifact)
-        if record is not None:
-            art = {"sha256": record.sha256, "format": record.format, "precision": record.precision}
+    def bench(self, rec, *, measure=None, power=None, inputs=None, input_layout="NCHW",
+              delegate: Optional[str] = None, op_profiling: bool = False,
+              energy: Optional[str] = None) -> BenchmarkResult:
+        """One benchmark result; a failure gives ``status: failed`` and ``error`` (no raise)."""
+        path, art = _artifact_info(rec)
         measure = measure or self.profile.measure
         delegate = delegate or next((d for d in self.profile.delegates if d in DELEGATE_FLAGS), "cpu")
         result = _empty_result(self.target.name, art, measure)
         try:
-            if art["format"] != "tflite":
+            if art.format != "tflite":
                 raise EdgeCompressError(
-                    f"native mode runs .tflite files with benchmark_model; {path.name} is {art['format']!r} "
+                    f"native mode runs .tflite files with benchmark_model; {path.name} is {art.format!r} "
                     f"(use mode: python over SSH/Termux for ONNX, or build tflite artifacts)")
-            art["sha256"] = art["sha256"] or sha256_file(path)
-            binary = self.prepare()
-            graph, _ = self._push(path)
-            self._run(result, binary, graph, measure, delegate, op_profiling,
+            self._run(result, self.remote_binary, self.session.blob_path(path), measure, delegate, op_profiling,
                       energy or self.target.energy or self.profile.energy.meter)
         except ConnectionLost:
             raise                                   # DeviceSession reconnects and measures again
         except (EdgeCompressError, ValueError, OSError) as e:
-            result.update(status="failed", error=f"{type(e).__name__}: {e}")
+            result.fail(f"{type(e).__name__}: {e}")
         return result
 
     def _script(self, binary: str, flags: list[str], tag: str, sample: bool) -> str:
@@ -241,8 +176,7 @@ class NativeBench:
         parts += [f"echo {_MARK}after", sysfs.probe_script(root), f"echo {_MARK}rc=$RC"]
         return "; ".join(parts)
 
-    def _run(self, result, binary, graph, measure, delegate, op_profiling, meter) -> None:
-        notes: list[str] = result["notes"]
+    def _run(self, result: BenchmarkResult, binary, graph, measure, delegate, op_profiling, meter) -> None:
         pre = sysfs.parse_probe(self.transport.run(["sh", "-c", sysfs.probe_script(self.target.sysfs_root)],
                                                    timeout=60).stdout)
         reason = None
@@ -259,14 +193,14 @@ class NativeBench:
                                  timeout=measure.timeout_s)
         sections = _sections(res.stdout)
         if "rc=0" not in sections.get("__rc__", "") and _unknown_flag(sections.get("bench", "")):
-            notes.append("this benchmark_model does not know --report_peak_memory_footprint: "
-                         "peak memory comes from the footprint delta only")
+            result.add_note("this benchmark_model does not know --report_peak_memory_footprint: "
+                            "peak memory comes from the footprint delta only")
             flags = benchmark_flags(graph, measure, delegate=delegate, op_profiling=op_profiling, optional=False)
             res = self.transport.run(["sh", "-c", self._script(binary, flags, tag, reason is None)],
                                      timeout=measure.timeout_s)
             sections = _sections(res.stdout)
         wall = time.monotonic() - t0
-        result["command"] = ["benchmark_model"] + flags
+        result.extra["command"] = ["benchmark_model"] + flags
         if res.timed_out:
             raise EdgeCompressError(f"benchmark_model did not finish within measure.timeout_s="
                                     f"{measure.timeout_s:g} s")
@@ -276,7 +210,7 @@ class NativeBench:
         parsed = parse_benchmark_output(sections.get("bench", ""))
         _fill(result, parsed, self.facts(), delegate, measure)
         after = sysfs.parse_probe(sections.get("after", ""))
-        result["thermal"] = sysfs.thermal_block(pre, after)
+        result.thermal = Thermal.from_dict(sysfs.thermal_block(pre, after))
         if reason is None:
             reason = sysfs.charging_reason(after)       # plugged in during the run
             if reason is None:
@@ -284,11 +218,11 @@ class NativeBench:
                 end = [_float(ln[4:]) for ln in sections.get("samples", "").splitlines() if ln.startswith("END ")]
                 if end and end[0] is not None:          # drop samples taken after the binary exited
                     samples = [s for s in samples if s[0] <= end[0]]
-                result["energy"] = sysfs.battery_energy(samples, result["latency_ms"]["mean"],
-                                                        sysfs.parse_samples(sections.get("idle", "")))
+                result.energy = Energy.from_dict(sysfs.battery_energy(
+                    samples, result.latency_ms.mean, sysfs.parse_samples(sections.get("idle", ""))))
         if reason is not None:
-            result["energy"] = sysfs.unavailable(reason)
-        result["seconds"] = round(wall, 3)
+            result.energy = Energy.from_dict(sysfs.unavailable(reason))
+        result.extra["seconds"] = round(wall, 3)
 
 
 def _float(text: str) -> Optional[float]:
@@ -320,43 +254,38 @@ def _sections(stdout: str) -> dict[str, str]:
     return {k: "\n".join(v) for k, v in out.items()}
 
 
-def _empty_result(target: str, art: dict, measure) -> dict:
-    return {"target": target, "artifact": art, "mode": "native",
-            "device": {"arch": None, "os": None, "python": None, "runtime": "LiteRT benchmark_model",
-                       "threads": measure.threads, "delegate": None},
-            "latency_ms": {"load": None, "first": None, "mean": None, "p50": None, "p90": None, "p99": None,
-                           "std": None, "min": None, "max": None, "samples": None},
-            "memory_mb": {"baseline_rss": None, "peak_rss": None, "delta": None},
-            "energy": sysfs.unavailable("not measured"),
-            "thermal": {"temp_c_before": None, "temp_c_after": None, "throttled": None},
-            "runs": None, "status": "ok", "error": None, "notes": []}
+def _empty_result(target: str, art: ArtifactInfo, measure) -> BenchmarkResult:
+    return BenchmarkResult(target=target, artifact=art, mode="native",
+                           device=DeviceInfo(runtime="LiteRT benchmark_model", threads=measure.threads,
+                                             extra={"delegate": None}),
+                           latency_ms=Latency(), memory_mb=Memory(),
+                           energy=Energy.from_dict(sysfs.unavailable("not measured")), thermal=Thermal())
 
 
-def _fill(result: dict, p: dict, facts: dict, delegate: str, measure) -> None:
-    notes = result["notes"]
-    result["device"].update(arch=facts.get("arch"), os=facts.get("os"), model=facts.get("model"),
-                            threads=p.get("threads") or measure.threads, delegate=delegate,
-                            delegates_applied=p.get("delegates") or [])
-    lat = result["latency_ms"]
-    lat.update(load=p["init_ms"], first=p["first_ms"], mean=p["mean_ms"], std=p["std_ms"],
-               min=p["min_ms"], max=p["max_ms"], p50=p["p50_ms"])
+def _fill(result: BenchmarkResult, p: dict, facts: dict, delegate: str, measure) -> None:
+    note = result.add_note
+    dev = result.device
+    dev.arch, dev.os, dev.threads = facts.get("arch"), facts.get("os"), p.get("threads") or measure.threads
+    dev.extra.update(model=facts.get("model"), delegate=delegate, delegates_applied=p.get("delegates") or [])
+    lat = result.latency_ms
+    lat.load, lat.first, lat.mean, lat.std = p["init_ms"], p["first_ms"], p["mean_ms"], p["std_ms"]
+    lat.min, lat.max, lat.p50 = p["min_ms"], p["max_ms"], p["p50_ms"]
     if p["p5_ms"] is not None:
-        lat["p5"], lat["p95"] = p["p5_ms"], p["p95_ms"]
-        notes.append("benchmark_model prints p5/median/p95 only: latency_ms.p90 and p99 are null "
-                     "(p95 is in latency_ms.p95)")
+        lat.extra.update(p5=p["p5_ms"], p95=p["p95_ms"])
+        note("benchmark_model prints p5/median/p95 only: latency_ms.p90 and p99 are null "
+             "(p95 is in latency_ms.p95)")
     else:
-        notes.append("this benchmark_model prints no percentiles: latency_ms.p50, p90 and p99 are null")
-    notes.append("benchmark_model reports aggregates only: latency_ms.samples is null")
-    mem = result["memory_mb"]
-    mem.update(peak_rss=p["peak_memory_mb"], delta=p["memory_overall_mb"])
-    notes.append("memory_mb.baseline_rss is null: benchmark_model reports RSS growth from its own start "
-                 "(memory_mb.delta) and, with --report_peak_memory_footprint, the peak (memory_mb.peak_rss)")
+        note("this benchmark_model prints no percentiles: latency_ms.p50, p90 and p99 are null")
+    note("benchmark_model reports aggregates only: latency_ms.samples is null")
+    result.memory_mb.peak_rss, result.memory_mb.delta = p["peak_memory_mb"], p["memory_overall_mb"]
+    note("memory_mb.baseline_rss is null: benchmark_model reports RSS growth from its own start "
+         "(memory_mb.delta) and, with --report_peak_memory_footprint, the peak (memory_mb.peak_rss)")
     if p["peak_memory_mb"] is None:
-        notes.append("memory_mb.peak_rss is null: this benchmark_model printed no peak memory footprint")
+        note("memory_mb.peak_rss is null: this benchmark_model printed no peak memory footprint")
     if delegate not in [d.lower() for d in p.get("delegates") or []] and delegate not in ("cpu", "xnnpack"):
-        notes.append(f"asked for the {delegate} delegate but benchmark_model did not report applying it")
-    notes.append("no outputs: benchmark_model feeds random inputs, so fidelity is not checked in native mode")
-    result["runs"] = p["count"]
-    result["benchmark_model"] = {k: v for k, v in p.items() if k != "op_profile"}
+        note(f"asked for the {delegate} delegate but benchmark_model did not report applying it")
+    note("no outputs: benchmark_model feeds random inputs, so fidelity is not checked in native mode")
+    result.runs = p["count"]
+    result.extra["benchmark_model"] = {k: v for k, v in p.items() if k != "op_profile"}
     if p.get("op_profile"):
-        result["op_profile"] = p["op_profile"]
+        result.extra["op_profile"] = p["op_profile"]

@@ -129,6 +129,7 @@ class TFLiteModel(Model):
         self.interp.resize_tensor_input(t.index, list(dims))
         self.interp.allocate_tensors()
         t.shape = list(dims)
+        t.full_shape = list(dims)
         for o, d in zip(self.outputs, self.interp.get_output_details()):
             o.shape = [int(s) for s in d["shape"]]
 
@@ -199,6 +200,7 @@ class OnnxModel(Model):
     def set_shape(self, name: str, dims) -> None:
         t = next(t for t in self.inputs if t.name == name)
         t.shape = list(dims)
+        t.full_shape = list(dims)
 
     def invoke(self):
         self._out = self.sess.run(None, self._feed)

@@ -114,8 +114,8 @@ def _num(v) -> Optional[float]:
 
 
 def _row_from_result(run_id: str, r: dict) -> Row:
-    fid = r["result"].get("fidelity") or {}
-    host = r["result"].get("host_fidelity") or {}
+    fid = r["result"].fidelity or {}
+    host = fid.get("host") or {}
     return Row(run_id=run_id, target=r["target"], profile=r["profile"], artifact=r["artifact_key"],
                format=r["format"], precision=r["precision"], status=r["status"], error=r["error"],
                size_bytes=r["size_bytes"], p50_ms=_num(r["p50_ms"]), p90_ms=_num(r["p90_ms"]),
