@@ -233,11 +233,17 @@ def _fp16(src: Path, dst: Path) -> None:
     import onnx
     from onnxconverter_common import float16
 
-    # Cast stays float32 (with casts around it): converted, a Cast(int -> float) of an attention mask
-    # keeps to=FLOAT while its output is typed float16, and the model no longer loads
-    block = list(float16.DEFAULT_OP_BLOCK_LIST) + ["Cast"]
     with _quiet():      # it warns for every weight too small for fp16 (those become 0 or the fp16 minimum)
-        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=block)
+        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    # the model's own Cast(int -> float), e.g. of an attention mask, keeps to=FLOAT while its output is
+    # now typed float16, and the file no longer loads: make those casts give float16 (the converter's
+    # own input/output casts, and casts giving a graph output, stay as they are)
+    outs = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and not set(node.output) & outs and "_cast" not in node.name:
+            for a in node.attribute:
+                if a.name == "to" and a.i == onnx.TensorProto.FLOAT:
+                    a.i = onnx.TensorProto.FLOAT16
     onnx.save(model, str(dst))
 
 
