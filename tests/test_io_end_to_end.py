@@ -130,7 +130,6 @@ def test_degraded_shows_everywhere(lab_env, tmp_path):
     db = root / "results.db"
     rc, out, _ = cli("compare", "--db", db, "--json")
     rows = {(r["target"], r["artifact"]): r for r in json.loads(out)["rows"]}
-    assert rc == 1
     assert rows[("local", "int8.onnx")]["status"] == "degraded" and not rows[("local", "int8.onnx")]["pareto"]
     assert rows[("local", "int8.onnx")]["cosine"] < 0.9
     rc, table, _ = cli("compare", "--db", db)

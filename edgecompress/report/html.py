@@ -20,7 +20,7 @@ h1{font-size:22px;margin:0 0 6px} h2{font-size:17px;margin:28px 0 8px;border-bot
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f2f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.failed td{background:#fdecea;color:#8a1c1c} tr.pareto td{background:#eaf6ea}
+tr.failed td{background:#fdecea;color:#8a1c1c} tr.degraded td{background:#fff4e0;color:#7a4a00} tr.pareto td{background:#eaf6ea}
 .meta{color:#555;font-size:13px} .legend{color:#555;font-size:12px;max-width:1100px}
 .fail{color:#b00020;font-weight:bold} .pass{color:#1b7f3b;font-weight:bold}
 dl.facts{display:grid;grid-template-columns:max-content auto;gap:2px 14px;font-size:13px;margin:6px 0}
@@ -78,11 +78,11 @@ def _table_section(comparison) -> list[str]:
     multi = len(comparison.runs) > 1
     out = ["<table id='comparison'><tr>" + "".join(f"<th>{_e(h)}</th>" for h in HEADERS) + "</tr>"]
     for row in comparison.rows:
-        cls = "failed" if not row.ok else ("pareto" if row.pareto else "")
+        cls = ("degraded" if row.status == "degraded" else "failed") if not row.ok else ("pareto" if row.pareto else "")
         tds = []
         for h, c in zip(HEADERS, cells(row, multi)):
             if h == "status" and not row.ok:
-                c = "failed: " + (row.error or "")
+                c = f"{row.status}: " + (row.error or "")
             tds.append(f"<td class='num'>{_e(c)}</td>" if h in _NUMERIC else f"<td>{_e(c)}</td>")
         out.append(f"<tr class='{cls}'>" + "".join(tds) + "</tr>")
     out.append(f"</table><p class='legend'>{_e(LEGEND)}</p>")
