@@ -194,8 +194,8 @@ def fit_input(a: np.ndarray, t, model, path, notes: list) -> np.ndarray:
     if samples is None or not dims_fit(samples.shape[1:], spec) or len(samples) == 0:
         hint = _hint(a, want)
         raise DataError(f"{path}: input {t.name!r}: samples have shape {list(a.shape)} but the model's input "
-                        f"{t.name!r} is {want} (samples along the first axis: (N, {', '.join(map(str, want))}), "
-                        f"or one rank short for a batch of 1){hint}")
+                        f"{t.name!r} is {want} (samples along a first axis N: N x {want}, or one rank short for a "
+                        f"batch of 1){hint}")
     kind = np.dtype(t.dtype).kind if t.dtype in np.sctypeDict else "f"
     if kind in "iu":
         if samples.dtype.kind == "f":

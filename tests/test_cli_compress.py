@@ -101,11 +101,11 @@ def test_a_failing_artifact_exits_1_and_keeps_the_others(capsys, tmp_path):
      "missing.onnx: model not found; MODEL is one of:"),
     (["{corrupt}", "--profile", "raspberry-pi-4", "--data", "{npz}"], "corrupt.onnx: not a valid ONNX model"),
     (["{onnx}", "--profile", "raspberry-pi-4", "--data", "{nhwc}"],
-     "samples have shape [300, 28, 28, 1] but the model's input 'image' is [1, 1, 28, 28]"),
+     "samples have shape [300, 28, 28, 1] but the model's input 'image' is ['batch', 1, 28, 28]"),
     (["{onnx}", "--profile", "raspberry-pi-4"], "no calibration data: give samples with --data"),
     (["{onnx}", "--profile", "raspberry-pi-4", "--data", "{tmp}/none.npz"], "none.npz: data not found"),
     (["{ts}", "--profile", "raspberry-pi-4", "--data", "{npz}"], "give it with --input-shape"),
-    (["{ts}", "--profile", "raspberry-pi-4", "--input-shape", "1,1,28,x"], "expected positive integers"),
+    (["{ts}", "--profile", "raspberry-pi-4", "--input-shape", "1,1,28,x"], "expected [NAME=]positive integers"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(capsys, tmp_path, argv, message):
     (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x07garbage")

@@ -80,7 +80,10 @@ def test_layouts_and_integer_io_are_recorded(manifest):
     for a in manifest.artifacts:
         assert a.layout == (src_layout if a.format == "onnx" else "NHWC")
         want = [1, 28, 28, 1] if a.layout == "NHWC" else [1, 1, 28, 28]
-        assert a.inputs[0].shape == want
+        # a dynamic batch (named by the source, e.g. 'batch' or tf2onnx's 'unk__62') is kept in ONNX
+        # artifacts; TFLite fixes batch 1
+        shape = a.inputs[0].shape
+        assert shape[1:] == want[1:] and (shape[0] == 1 or (a.format == "onnx" and not isinstance(shape[0], int)))
     assert by[("tflite", "int8")].inputs[0].dtype == "int8" and by[("tflite", "int8")].outputs[0].dtype == "int8"
     assert by[("onnx", "int8")].calibration == "minmax"
     assert by[("tflite", "fp32")].inputs[0].dtype == "float32"
