@@ -47,6 +47,9 @@ class DeviceAgent(ABC):
     """What measures on one device; the session gives it the connection (``session.transport``)."""
 
     mode: str = ""
+    #: delegates this agent can apply when asked (``benchmark(..., delegate=)``); profiles may list only
+    #: delegates some agent has (registry.agent_delegates)
+    delegates: tuple = ()
 
     def __init__(self, session: "DeviceSession"):
         self.session = session
