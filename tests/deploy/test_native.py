@@ -1,7 +1,7 @@
 """Native mode (no Python on the phone) over the adb transport, against STAND-INS.
 
 No phone can run here and no wheel ships LiteRT's ``benchmark_model`` for this machine, so:
-the phone is ``tests/android/fake_adb.py`` over a folder with a sysfs-shaped battery/thermal/
+the phone is ``edgecompress/testing/fake_adb.py`` over a folder with a sysfs-shaped battery/thermal/
 cpufreq tree of known values (the battery is a stand-in: files the test writes); ``benchmark_model``
 is a stand-in executable that records its arguments, runs for a moment (so the battery loop samples
 it), can play the phone's load step on the stand-in battery, and prints a REAL captured output
