@@ -403,6 +403,14 @@ def run(model, targets: list, config: Optional[RunConfig] = None, **options) -> 
         store.close()
 
 
+def run_farm(model, targets: list, *, farm: str, **kw) -> RunResult:
+    """:func:`run` with the measuring done by farm workers (``--farm URL``, :mod:`edgecompress.farm.submit`):
+    the same arguments plus ``farm`` (the Redis broker), ``artifact_store``, ``worker_wait_s``."""
+    from .farm.submit import run_on_farm
+
+    return run_on_farm(model, targets, farm=farm, **kw)
+
+
 def _resume(store, run_id: str, loaded, overrides: dict) -> tuple[str, dict]:
     """Reopen run ``run_id`` (same model and measure settings, else UsageError) ->
     (its id, {(target, artifact sha256): its ok result})."""
