@@ -11,7 +11,6 @@ import pytest
 from edgecompress import UsageError, benchmark, compare, compress
 from edgecompress.deploy.artifacts import expand_artifacts
 from edgecompress.manifest import Manifest
-from edgecompress.results import ResultsStore
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 #: what Android's toybox/mksh give an adb shell (linked from this host into the stand-in's system/bin)
 TOYBOX = ("sh", "cat", "echo", "printf", "mkdir", "mv", "rm", "cp", "ls", "chmod", "touch", "sleep", "kill",
           "sha256sum", "md5sum", "wc", "tr", "head", "tail", "uname", "env", "true", "false", "id", "date",
-          "basename", "dirname", "grep", "sed", "stat", "test", "[", "expr", "nproc")
+          "basename", "dirname", "grep", "sed", "stat", "test", "[", "expr", "nproc", "df")
 def _write(path: Path, text: str, mode: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

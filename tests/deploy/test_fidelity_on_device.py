@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
+
+from profile_yaml import write_profile
 
 from edgecompress import compress
 from edgecompress.compress import CALIB_SAMPLES, EVAL_SAMPLES
@@ -31,14 +32,9 @@ def test_host_and_device_fidelity_agree_per_artifact(tmp_path, torch_digits):
                       input_names=["x"], output_names=["logits"])
     data = tmp_path / "digits.npz"
     np.savez(data, x=x_test[:600], y=y_test[:600])
-    profile = tmp_path / "agree.yaml"
-    profile.write_text(yaml.safe_dump({
-        "name": "agree", "description": "host vs device fidelity",
-        "hardware": {"arch": "x86_64", "cores": 2, "memory_mb": 4096, "peak_gflops": 100, "memory_gbps": 20},
-        "power": {"idle_w": 6.0, "load_w": 20.0}, "runtimes": ["onnxruntime", "tflite"],
-        "artifacts": [{"format": "onnx", "precision": p} for p in ("fp32", "int8", "dynamic")]
-        + [{"format": "tflite", "precision": p} for p in ("fp32", "int8")],
-        "passes": [], "measure": {"warmup": 1, "runs": 5, "min_seconds": 0, "threads": 1}}))
+    profile = write_profile(tmp_path / "agree.yaml", "agree",
+                            [("onnx", "fp32"), ("onnx", "int8"), ("onnx", "dynamic"), ("tflite", "fp32"),
+                             ("tflite", "int8")], runtimes=["onnxruntime", "tflite"])
     manifest = compress(str(onnx), str(profile), data=str(data), out=tmp_path / "out")
     records = expand_artifacts(manifest)
     assert len(records) == 5, [(a.precision, a.format, a.error) for a in manifest.artifacts]
