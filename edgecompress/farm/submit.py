@@ -23,7 +23,7 @@ from .app import BENCH_TASK, make_app, queue_for, redis_client, running_jobs, se
 from .execute import FINAL, dump_array
 
 log = logging.getLogger(__name__)
-POLL_S = 0.25
+POLL_S = 0.1
 SETUP_S = 120.0                        # connect, lock, sync: added to each job's time limit
 
 
