@@ -2,7 +2,8 @@
 # Installs the Debian packages the lab and the tests use, when missing:
 #   openssh-server (real sshd for lab devices), iproute2 (network namespaces, tc),
 #   adb (Android transport client), chromium (HTML report screenshots),
-#   python3-venv (the lab's device Python is a venv of the system python3).
+#   python3-venv (the lab's device Python is a venv of the system python3),
+#   qemu-user-static + mmdebstrap + arch-test (the emulated aarch64 lab device, `lab up --arch aarch64`).
 # Needs root (CI runs as root); without it, prints what to install and goes on —
 # the tests that need a missing part say so.
 set -uo pipefail
@@ -13,6 +14,10 @@ command -v adb >/dev/null 2>&1 || need+=(adb)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # the lab builds its device Python (numpy + runtimes only) as a venv of the system python3
 [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && need+=(python3-venv)
+# the emulated aarch64 device: a Debian arm64 root made by mmdebstrap, run through qemu-user-static
+[ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+command -v arch-test >/dev/null 2>&1 || need+=(arch-test)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install_system_deps: not root; please install: ${need[*]}" >&2

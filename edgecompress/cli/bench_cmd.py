@@ -51,7 +51,8 @@ def _bench(args) -> int:
         a = r["artifact"] or {}
         lat, mem, en = r.get("latency_ms") or {}, r.get("memory_mb") or {}, r.get("energy") or {}
         energy = "" if en.get("mj_per_inference") is None else f"{en['mj_per_inference']:.3f} ({en['method']})"
-        rows.append((f"{a.get('precision') or '?'}.{a.get('format')}", r["status"], _num(lat.get("p50")),
+        status = f"{r['status']} (emulated)" if r.get("emulated") else r["status"]
+        rows.append((f"{a.get('precision') or '?'}.{a.get('format')}", status, _num(lat.get("p50")),
                      _num(lat.get("mean")), _num(lat.get("p90")), r.get("runs") or "", _num(mem.get("peak_rss"), "{:.1f}"),
                      energy, (r.get("error") or "")[:90]))
     print(f"target {args.target}")

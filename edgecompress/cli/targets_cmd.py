@@ -45,7 +45,10 @@ def advice(facts: dict, profile) -> list[str]:
         tips.append("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on older OS images)")
     if "onnxruntime" in profile.runtimes and not rt.get("onnxruntime"):
         tips.append("no ONNX runtime: pip install onnxruntime")
-    if not facts.get("energy_meters"):
+    if facts.get("emulated"):
+        tips.append("emulated CPU (qemu): artifacts load and compute here as on a real aarch64 board, but "
+                    "timings mean nothing for one and energy is unavailable")
+    elif not facts.get("energy_meters"):
         tips.append("no energy meter found: energy will be 'estimated' from the profile's power model; "
                     "for measured energy use RAPL (make energy_uj readable), a Pi 5 (vcgencmd), a Jetson "
                     "(INA3221) or an external meter (target 'energy: command' + 'energy_command')")
@@ -103,7 +106,7 @@ def _check(args) -> int:
                       f"{'Android ' + d['android'] if d.get('android') else d.get('error', '')}".rstrip())
         if f:
             zones = ", ".join(f"{z['type'] or z['zone']} {z['temp_c']:.0f}°C" for z in f["thermal_zones"]) or "none"
-            print(f"  arch {f['arch']}, {f['os']}, kernel {f['kernel']}, {f['cpu_count']} CPUs, "
+            print(f"  arch {f['arch']}{' (emulated)' if f.get('emulated') else ''}, {f['os']}, kernel {f['kernel']}, {f['cpu_count']} CPUs, "
                   f"{f['memory_mb']} MB RAM")
             print(f"  python {f['python']}, numpy {f['numpy'] or 'MISSING'}")
             print(f"  runtimes: {_runtime_text(f['runtimes'])}")

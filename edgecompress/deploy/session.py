@@ -138,6 +138,21 @@ def failed_result(target: str, rec: Optional[ArtifactRecord], error: str) -> dic
             "status": "failed", "error": error}
 
 
+EMULATED_NOTE = ("measured on an emulated CPU (qemu): timings mean nothing for a real device and are never "
+                 "compared with one; outputs and fidelity are real")
+
+
+def mark_emulated(result: dict) -> dict:
+    """Mark a result measured on an emulated target: ``emulated: true``, energy unavailable."""
+    result["emulated"] = True
+    result["energy"] = {"method": "unavailable", "source": None, "avg_power_w": None, "mj_per_inference": None,
+                        "reason": "emulated", "note": "no energy on an emulated CPU"}
+    if isinstance(result.get("device"), dict):
+        result["device"]["emulated"] = True
+    result["note"] = "; ".join(filter(None, [result.get("note"), EMULATED_NOTE]))
+    return result
+
+
 class DeviceSession:
     """One connection to one target: runner installed, device lock held. Use ``with``."""
 
@@ -332,17 +347,27 @@ class DeviceSession:
             return self.native.facts()
         res = self._step("facts", [self.python, self.runner, "facts", "--sysfs-root", self.target.sysfs_root,
                                    "--path", self.workdir])
-        return json.loads(res.stdout)
+        facts = json.loads(res.stdout)
+        if self.target.emulated:
+            facts["emulated"] = True
+        return facts
 
-    def bench(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
-              inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
-              delegate: Optional[str] = None, op_profiling: bool = False) -> dict:
+    def bench(self, artifact: Union[ArtifactRecord, Path, str], **kw) -> dict:
         """Benchmark one artifact; never raises for a device-side failure (status "failed").
 
+        Keywords: ``measure``, ``inputs``, ``power``, ``input_layout``, ``delegate``, ``op_profiling``.
         ``delegate`` and ``op_profiling`` reach LiteRT's benchmark_model (targets with
         ``mode: native``); the Python runner uses the runtime's default CPU path (XNNPACK for
-        TFLite) and says so in the result's ``note`` when they were asked for.
+        TFLite) and says so in the result's ``note`` when they were asked for. On an emulated
+        target (``emulated: true``) the result says ``"emulated": true`` and its energy is
+        unavailable (reason ``emulated``): only its outputs mean something for a real board.
         """
+        return mark_emulated(self._bench_one(artifact, **kw)) if self.target.emulated else self._bench_one(
+            artifact, **kw)
+
+    def _bench_one(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
+                   inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
+                   delegate: Optional[str] = None, op_profiling: bool = False) -> dict:
         rec = artifact if isinstance(artifact, ArtifactRecord) else record_for_file(Path(artifact))
         path = Path(rec.path)
         m = measure or self.profile.measure
@@ -387,7 +412,7 @@ class DeviceSession:
             return failed_result(self.target.name, rec, str(e))
 
     def _bench(self, rec, path, m: Measure, p: Power, inputs, input_layout) -> dict:
-        meter = self.target.energy or self.profile.energy.meter
+        meter = "none" if self.target.emulated else (self.target.energy or self.profile.energy.meter)
         command = self.target.energy_command or self.profile.energy.command
         argv = [self.python, self.runner, "bench", "--model", self._blob_path(path), "--runs", m.runs,
                 "--warmup", m.warmup, "--min-seconds", m.min_seconds, "--threads", m.threads,
