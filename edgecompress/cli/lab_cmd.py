@@ -53,7 +53,8 @@ def _up(args) -> int:
     for d in lab.status(args.state):
         print(f"{d['name']}: {'running' if d['running'] else 'STOPPED'} at {d['host']}"
               + (f" ({d['arch']}, emulated)" if d.get("emulated") else "")
-              + (f" (netns {d['netns']}; {_limits(d['limits'])})" if d["netns"] else ""))
+              + (f" (netns {d['netns']}" + (f"; {_limits(d['limits'])}" if d["limits"] else "") + ")"
+                 if d["netns"] else ""))
     name = "lab-arm64" if args.arch == "aarch64" else "lab-x86"
     print(f"targets file: {path}\ntry: edgecompress targets check {name} --targets {path}")
     return 0
