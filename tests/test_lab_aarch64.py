@@ -95,15 +95,17 @@ def test_onnx_and_tflite_run_on_emulated_aarch64_with_the_hosts_outputs(arm, dig
     assert facts["runtimes"]["ai-edge-litert"] == version("ai-edge-litert")
     assert facts["numpy"] == version("numpy")
     for res in (onnx, tfl):
-        assert res["status"] == "ok", res["error"]
-        assert res["emulated"] is True and res["device"]["arch"] == "aarch64"
-        assert res["energy"]["method"] == "unavailable" and res["energy"]["reason"] == "emulated"
-        assert res["energy"]["mj_per_inference"] is None
-        assert res["latency_ms"]["p50"] > 0 and res["runs"] >= 3
+        assert res.status == "ok", res.error
+        assert res.emulated is True and res.device.arch == "aarch64" and res.device.get("emulated") is True
+        assert res.energy.method == "unavailable" and res.energy.get("reason") == "emulated"
+        assert res.energy.mj_per_inference is None
+        assert res.latency_ms.p50 > 0 and res.runs >= 3
+        doc = res.to_dict()
+        assert doc["emulated"] is True and doc["energy"]["reason"] == "emulated"
 
     # ONNX FP32: every output equals the host's (onnxruntime x86) to float rounding
     host = _host_onnx(digits_artifacts["onnx"], x)
-    dev = _per_output(onnx.pop("outputs"))
+    dev = _per_output(onnx.outputs)
     assert len(dev) == len(host) == 1
     for d, h in zip(dev, host):
         assert d.shape == h.shape == (N, 10)
@@ -113,7 +115,7 @@ def test_onnx_and_tflite_run_on_emulated_aarch64_with_the_hosts_outputs(arm, dig
 
     # TFLite full INT8: every output within one quantization step of the host's (LiteRT x86)
     host, scales = _host_tflite(digits_artifacts["tflite"], x)
-    dev = _per_output(tfl.pop("outputs"))
+    dev = _per_output(tfl.outputs)
     assert len(dev) == len(host) == 1
     for d, h, scale in zip(dev, host, scales):
         assert d.shape == h.shape == (N, 10)

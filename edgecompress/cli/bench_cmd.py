@@ -42,19 +42,21 @@ def _bench(args) -> int:
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,
                         op_profiling=args.op_profiling)
-    failed = [r for r in results if r["status"] != "ok"]
+    failed = [r for r in results if not r.ok]
     if args.json:
-        print_json(results)
+        print_json([r.to_dict() for r in results])
         return 1 if failed else 0
+    from ..device.result import Energy, Latency, Memory
+
     rows = []
     for r in results:
-        a = r["artifact"] or {}
-        lat, mem, en = r.get("latency_ms") or {}, r.get("memory_mb") or {}, r.get("energy") or {}
-        energy = "" if en.get("mj_per_inference") is None else f"{en['mj_per_inference']:.3f} ({en['method']})"
-        status = f"{r['status']} (emulated)" if r.get("emulated") else r["status"]
-        rows.append((f"{a.get('precision') or '?'}.{a.get('format')}", status, _num(lat.get("p50")),
-                     _num(lat.get("mean")), _num(lat.get("p90")), r.get("runs") or "", _num(mem.get("peak_rss"), "{:.1f}"),
-                     energy, (r.get("error") or "")[:90]))
+        a = r.artifact
+        lat, mem, en = r.latency_ms or Latency(), r.memory_mb or Memory(), r.energy or Energy()
+        energy = "" if en.mj_per_inference is None else f"{en.mj_per_inference:.3f} ({en.method})"
+        status = f"{r.status} (emulated)" if r.emulated else r.status
+        rows.append((f"{(a.precision if a else None) or '?'}.{a.format if a else None}", status, _num(lat.p50),
+                     _num(lat.mean), _num(lat.p90), r.runs or "", _num(mem.peak_rss, "{:.1f}"),
+                     energy, (r.error or "")[:90]))
     print(f"target {args.target}")
     print(table(["artifact", "status", "p50_ms", "mean_ms", "p90_ms", "runs", "peak_mb", "mJ/inference", "error"], rows))
     return 1 if failed else 0

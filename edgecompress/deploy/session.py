@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from ..device.result import ArtifactInfo, BenchmarkResult, Energy, ResultError
 from ..errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError, UsageError
 from ..manifest import ArtifactRecord, Manifest, sha256_file
 from ..profiles import Measure, Power, load_profile
@@ -126,30 +127,28 @@ def expand_artifacts(specs: Sequence[Union[str, Path, ArtifactRecord]]) -> list[
     return out
 
 
-def _artifact_info(rec: ArtifactRecord) -> dict:
-    return {"sha256": rec.sha256, "format": rec.format, "precision": rec.precision, "layout": rec.layout,
-            "path": rec.path, "size_bytes": rec.size_bytes}
+def artifact_info(rec: ArtifactRecord) -> ArtifactInfo:
+    """The result's ``artifact`` block for a record (what the host knows of the file)."""
+    return ArtifactInfo(sha256=rec.sha256, format=rec.format, precision=rec.precision, layout=rec.layout,
+                        path=rec.path, size_bytes=rec.size_bytes)
 
 
-def failed_result(target: str, rec: Optional[ArtifactRecord], error: str) -> dict:
+def failed_result(target: str, rec: Optional[ArtifactRecord], error: str) -> BenchmarkResult:
     """A benchmark result that says what failed (same keys as a good one, values null)."""
-    return {"target": target, "artifact": _artifact_info(rec) if rec else None, "device": None,
-            "latency_ms": None, "memory_mb": None, "energy": None, "thermal": None, "runs": 0,
-            "status": "failed", "error": error}
+    return BenchmarkResult.failed(target, artifact_info(rec) if rec else None, error)
 
 
 EMULATED_NOTE = ("measured on an emulated CPU (qemu): timings mean nothing for a real device and are never "
                  "compared with one; outputs and fidelity are real")
 
 
-def mark_emulated(result: dict) -> dict:
+def mark_emulated(result: BenchmarkResult) -> BenchmarkResult:
     """Mark a result measured on an emulated target: ``emulated: true``, energy unavailable."""
-    result["emulated"] = True
-    result["energy"] = {"method": "unavailable", "source": None, "avg_power_w": None, "mj_per_inference": None,
-                        "reason": "emulated", "note": "no energy on an emulated CPU"}
-    if isinstance(result.get("device"), dict):
-        result["device"]["emulated"] = True
-    result["note"] = "; ".join(filter(None, [result.get("note"), EMULATED_NOTE]))
+    result.emulated = True
+    result.energy = Energy(method="unavailable", extra={"reason": "emulated", "note": "no energy on an emulated CPU"})
+    if result.device is not None:
+        result.device.extra["emulated"] = True
+    result.add_note(EMULATED_NOTE)
     return result
 
 
@@ -352,22 +351,22 @@ class DeviceSession:
             facts["emulated"] = True
         return facts
 
-    def bench(self, artifact: Union[ArtifactRecord, Path, str], **kw) -> dict:
+    def bench(self, artifact: Union[ArtifactRecord, Path, str], **kw) -> BenchmarkResult:
         """Benchmark one artifact; never raises for a device-side failure (status "failed").
 
         Keywords: ``measure``, ``inputs``, ``power``, ``input_layout``, ``delegate``, ``op_profiling``.
         ``delegate`` and ``op_profiling`` reach LiteRT's benchmark_model (targets with
         ``mode: native``); the Python runner uses the runtime's default CPU path (XNNPACK for
         TFLite) and says so in the result's ``note`` when they were asked for. On an emulated
-        target (``emulated: true``) the result says ``"emulated": true`` and its energy is
+        target (``emulated: true``) the result says ``emulated: true`` and its energy is
         unavailable (reason ``emulated``): only its outputs mean something for a real board.
         """
-        return mark_emulated(self._bench_one(artifact, **kw)) if self.target.emulated else self._bench_one(
-            artifact, **kw)
+        result = self._bench_one(artifact, **kw)
+        return mark_emulated(result) if self.target.emulated else result
 
     def _bench_one(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
                    inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
-                   delegate: Optional[str] = None, op_profiling: bool = False) -> dict:
+                   delegate: Optional[str] = None, op_profiling: bool = False) -> BenchmarkResult:
         rec = artifact if isinstance(artifact, ArtifactRecord) else record_for_file(Path(artifact))
         path = Path(rec.path)
         m = measure or self.profile.measure
@@ -384,16 +383,15 @@ class DeviceSession:
                     self._ensure_lock()
                     if self.native is not None:
                         result = self.native.bench(rec, measure=m, delegate=delegate, op_profiling=op_profiling)
-                        result["artifact"] = _artifact_info(rec)
-                        return result
-                    result = self._bench(rec, path, m, p, inputs, input_layout)
-                    if delegate or op_profiling:
-                        result["note"] = "; ".join(filter(None, [result.get("note"), (
-                            "delegate / op profiling apply to native mode (benchmark_model); the Python "
-                            "runner measured the runtime's default CPU path")]))
+                    else:
+                        result = self._bench(rec, path, m, p, inputs, input_layout)
+                        if delegate or op_profiling:
+                            result.add_note("delegate / op profiling apply to native mode (benchmark_model); the "
+                                            "Python runner measured the runtime's default CPU path")
+                    result.target, result.artifact = self.target.name, artifact_info(rec)
+                    result.add_note(self.lock_message)
                     if attempt:
-                        result["note"] = "; ".join(filter(None, [result.get("note"), (
-                            f"measured again after the connection was lost {attempt} time(s): {last}")]))
+                        result.add_note(f"measured again after the connection was lost {attempt} time(s): {last}")
                     return result
                 except TransportError as e:
                     if not isinstance(e, ConnectionLost):
@@ -435,17 +433,14 @@ class DeviceSession:
             argv += ["--inputs", io_in, "--outputs", io_out]
         try:
             res = self.transport.run([str(a) for a in argv], timeout=m.timeout_s)
-            doc = self._parse(res, m)
-            result = {"target": self.target.name, "artifact": _artifact_info(rec), **doc}
-            if self.lock_message:
-                result["note"] = self.lock_message
-            if io_out and result.get("status") == "ok":
+            result = self._parse(res, m)
+            if io_out and result.ok:
                 import numpy as np
 
                 with tempfile.TemporaryDirectory() as tmp:
                     local = Path(tmp) / "out.npy"
                     self.transport.get(io_out, local)
-                    result["outputs"] = np.load(local)
+                    result.outputs = np.load(local)
             return result
         finally:
             if io_in:
@@ -455,7 +450,7 @@ class DeviceSession:
                 except EdgeCompressError as e:
                     log.warning("%s: could not remove %s: %s", self.target.name, io_in, e)
 
-    def _parse(self, res, m: Measure) -> dict:
+    def _parse(self, res, m: Measure) -> BenchmarkResult:
         steps = re.findall(r"^step: (\S+)", res.stderr, re.M)
         step = steps[-1] if steps else "start"
         if res.timed_out:
@@ -467,20 +462,19 @@ class DeviceSession:
                     "kernel's OOM killer): check free memory or the memory limit there") if res.signal == "SIGKILL" else ""
             raise BenchmarkError(f"step 'bench/{step}': the runner gave no result: {res.describe()}{hint}")
         try:
-            doc = json.loads(lines[-1])
-        except json.JSONDecodeError as e:
+            result = BenchmarkResult.from_dict(json.loads(lines[-1]), where="the runner's result",
+                                               require_protocol=True)
+        except (json.JSONDecodeError, ResultError) as e:
             raise BenchmarkError(f"step 'bench/{step}': unreadable runner output: {e}") from e
-        doc.pop("artifact", None)
-        doc.pop("protocol", None)
-        if doc.get("status") != "ok" and not doc.get("error"):
-            doc["error"] = res.describe()
-        return doc
+        if not result.ok and not result.error:
+            result.error = res.describe()
+        return result
 
 
 def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = None, warmup: Optional[int] = None,
               threads: Optional[int] = None, min_seconds: Optional[float] = None, inputs=None,
               trust_new_host: bool = False, lock_timeout_s: float = 600, delegate: Optional[str] = None,
-              op_profiling: bool = False) -> list[dict]:
+              op_profiling: bool = False) -> list[BenchmarkResult]:
     """Deploy ``artifacts`` (files, manifests or records) to ``target`` and measure each.
 
     One connection, one lock; artifacts are synced first. A failure to reach the device

@@ -107,7 +107,7 @@ def _num(v) -> Optional[float]:
 
 
 def _row_from_result(run_id: str, r: dict) -> Row:
-    fid = r["result"].get("fidelity") or {}
+    fid = r["result"].fidelity or {}
     return Row(run_id=run_id, target=r["target"], profile=r["profile"], artifact=r["artifact_key"],
                format=r["format"], precision=r["precision"], status=r["status"], error=r["error"],
                size_bytes=r["size_bytes"], p50_ms=_num(r["p50_ms"]), p90_ms=_num(r["p90_ms"]),
@@ -117,7 +117,7 @@ def _row_from_result(run_id: str, r: dict) -> Row:
                reference_accuracy=_num(r["fid_reference_accuracy"]),
                top1_agreement=_num(r["fid_top1_agreement"]), cosine=_num(fid.get("cosine")),
                fidelity_samples=r["fid_samples"], runtime=r["runtime"], threads=r["threads"], runs=r["runs"],
-               emulated=bool(r["result"].get("emulated")), samples=[float(s) for s in r["samples"]])
+               emulated=bool(r["result"].emulated), samples=[float(s) for s in r["samples"]])
 
 
 def rows_for_run(store: ResultsStore, run: RunInfo) -> tuple[list[Row], list[dict]]:

@@ -6,6 +6,7 @@ import copy
 
 from edgecompress.cli import main
 from edgecompress.deploy.session import mark_emulated
+from edgecompress.device.result import BenchmarkResult
 from edgecompress.report import compare, render_markdown, render_table
 from edgecompress.report.html import render_html
 from edgecompress.results import ResultsStore
@@ -25,7 +26,7 @@ def _run(store, measured, scale_arm=1.0):
                 r["device"]["arch"] = "aarch64"
                 for k in ("mean", "p50", "p90", "p99"):
                     r["latency_ms"][k] *= scale_arm
-                mark_emulated(r)
+                r = mark_emulated(BenchmarkResult.from_dict(r))
             store.add_result(run_id, r, profile="x86-64-host")
         store.set_target(run_id, t, status="ok")
     store.finish_run(run_id, "ok")
@@ -33,12 +34,17 @@ def _run(store, measured, scale_arm=1.0):
 
 
 def test_mark_emulated_sets_the_flag_and_makes_energy_unavailable(measured):
-    r = mark_emulated(copy.deepcopy(measured["results"][0]))
-    assert r["emulated"] is True and r["device"]["emulated"] is True
-    assert r["energy"] == {"method": "unavailable", "source": None, "avg_power_w": None, "mj_per_inference": None,
-                           "reason": "emulated", "note": "no energy on an emulated CPU"}
-    assert "emulated CPU" in r["note"]
-    assert r["latency_ms"] == measured["results"][0]["latency_ms"]      # timings kept, only labelled
+    r = mark_emulated(BenchmarkResult.from_dict(copy.deepcopy(measured["results"][0])))
+    assert r.emulated is True and r.device.get("emulated") is True
+    doc = r.to_dict()
+    assert doc["emulated"] is True and doc["device"]["emulated"] is True
+    assert doc["energy"] == {"method": "unavailable", "source": None, "avg_power_w": None, "mj_per_inference": None,
+                             "reason": "emulated", "note": "no energy on an emulated CPU"}
+    assert any("emulated CPU" in n for n in doc["notes"])
+    assert doc["latency_ms"] == measured["results"][0]["latency_ms"]      # timings kept, only labelled
+    # and read back as stored
+    back = BenchmarkResult.from_dict(doc)
+    assert back.emulated is True and back.energy.get("reason") == "emulated"
 
 
 def test_emulated_rows_are_labelled_not_ranked_and_not_checked(tmp_path, measured, capsys):
