@@ -23,6 +23,7 @@ COMMANDS = [
     "targets_cmd",
     "bench_cmd",
     "lab_cmd",
+    "farm_cmd",
 ]
 
 
