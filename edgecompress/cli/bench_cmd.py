@@ -59,7 +59,8 @@ def _bench(args) -> int:
         a = r.artifact
         lat, mem, en = r.latency_ms or Latency(), r.memory_mb or Memory(), r.energy or Energy()
         energy = "" if en.mj_per_inference is None else f"{en.mj_per_inference:.3f} ({en.method})"
-        rows.append((f"{(a.precision if a else None) or '?'}.{a.format if a else None}", r.status, _num(lat.p50),
+        status = f"{r.status} (emulated)" if r.emulated else r.status
+        rows.append((f"{(a.precision if a else None) or '?'}.{a.format if a else None}", status, _num(lat.p50),
                      _num(lat.mean), _num(lat.p90), r.runs or "", _num(mem.peak_rss, "{:.1f}"),
                      energy, (r.error or "")[:90]))
     print(f"target {args.target}" + (f"  (stored as run {results.run_id} in {results.db})" if results.run_id else ""))
