@@ -41,6 +41,8 @@ class Target(Strict):
     mode: Literal[tuple(AGENTS.names())] = "python"
     benchmark_model: Optional[str] = Field(None, description="native mode: LiteRT benchmark_model binary on this host")
     connect_timeout_s: float = Field(15.0, gt=0)
+    emulated: bool = Field(False, description="the device's CPU is emulated (the lab's qemu aarch64 device): its "
+                                              "results are marked emulated; timings and energy are not used")
 
     @model_validator(mode="after")
     def _reachable(self):

@@ -49,7 +49,8 @@ def describe(event: str, info: dict) -> str:
             q = f", accuracy {fid['accuracy'] * 100:.1f}%"
         elif fid.get("top1_agreement") is not None:
             q = f", agreement {fid['top1_agreement'] * 100:.1f}%"
-        return f"[{info.get('i')}/{info.get('n')}] {info.get('artifact')}: p50 {p50 or 0:.3g} ms{q}"
+        emu = " (emulated CPU)" if r.emulated else ""
+        return f"[{info.get('i')}/{info.get('n')}] {info.get('artifact')}: p50 {p50 or 0:.3g} ms{emu}{q}"
     if event == "done":
         tail = f" ({info.get('error')})" if info.get("error") else ""
         return f"done: {info.get('ok')}/{info.get('total')} artifacts ok{tail}"

@@ -126,7 +126,7 @@ class PythonAgent(DeviceAgent):
               op_profiling=False) -> BenchmarkResult:
         s, m = self.session, measure
         profile = s.profile
-        meter = self.target.energy or profile.energy.meter
+        meter = "none" if self.target.emulated else (self.target.energy or profile.energy.meter)
         command = self.target.energy_command or profile.energy.command
         argv = [self.python, self.runner, "bench", "--model", s.blob_path(Path(rec.path)), "--runs", m.runs,
                 "--warmup", m.warmup, "--min-seconds", m.min_seconds, "--threads", m.threads,

@@ -148,7 +148,7 @@ class Thermal(_Block):
 _BLOCKS = {"artifact": ArtifactInfo, "device": DeviceInfo, "latency_ms": Latency, "memory_mb": Memory,
            "energy": Energy, "thermal": Thermal}
 #: top-level fields written only when set (not part of DESIGN.md's fixed shape)
-_OPTIONAL = ("mode", "step", "warmup", "cpu", "inputs", "outputs_written", "fidelity")
+_OPTIONAL = ("mode", "step", "warmup", "cpu", "inputs", "outputs_written", "fidelity", "emulated")
 
 
 @dataclass
@@ -174,6 +174,8 @@ class BenchmarkResult:
     inputs: Optional[list] = None                    # the model's inputs as the runtime sees them
     outputs_written: Optional[bool] = None
     fidelity: Optional[dict] = None                  # device outputs vs the host reference (run)
+    emulated: Optional[bool] = None                  # measured on an emulated CPU (the lab's qemu aarch64
+    #                                                  device): timings and energy never compared or used
     extra: Dict[str, Any] = field(default_factory=dict)   # agent-specific keys (command, op_profile, ...)
     outputs: Any = field(default=None, repr=False, compare=False)   # device outputs (host only, never JSON)
 

@@ -50,6 +50,7 @@ class Row:
     threads: Optional[int] = None
     runs: Optional[int] = None
     pareto: bool = False
+    emulated: bool = False                # measured on an emulated CPU: timings shown, never compared
     samples: list = field(default_factory=list, repr=False)
 
     @property
@@ -116,7 +117,7 @@ def _row_from_result(run_id: str, r: dict) -> Row:
                reference_accuracy=_num(r["fid_reference_accuracy"]),
                top1_agreement=_num(r["fid_top1_agreement"]), cosine=_num(fid.get("cosine")),
                fidelity_samples=r["fid_samples"], runtime=r["runtime"], threads=r["threads"], runs=r["runs"],
-               samples=[float(s) for s in r["samples"]])
+               emulated=bool(r["result"].emulated), samples=[float(s) for s in r["samples"]])
 
 
 def rows_for_run(store: ResultsStore, run: RunInfo) -> tuple[list[Row], list[dict]]:
@@ -160,11 +161,12 @@ def _dominates(a: Row, b: Row, use_quality: bool) -> bool:
 
 def mark_pareto(rows: list[Row]) -> None:
     """Set ``pareto`` on the ok rows no other ok row of the same run × target dominates
-    (lower p50 latency, smaller size, higher accuracy / agreement when every row has one)."""
+    (lower p50 latency, smaller size, higher accuracy / agreement when every row has one).
+    Emulated rows are never marked: their latency says nothing about a real device."""
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         r.pareto = False
-        if r.ok and r.p50_ms is not None:
+        if r.ok and r.p50_ms is not None and not r.emulated:
             groups.setdefault((r.run_id, r.target), []).append(r)
     for group in groups.values():
         use_quality = all(r.quality is not None for r in group)
@@ -212,6 +214,10 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
             comp.baseline = base
             base_rows, _ = rows_for_run(store, base)
             comp.checks = check_regressions(rows, base_rows, rules)
+            emulated = sorted({r.target for r in rows + base_rows if r.emulated})
+            if emulated:
+                comp.notes.append(f"emulated target(s) {', '.join(emulated)} not checked: timings and energy "
+                                  "on an emulated CPU are not compared")
         return comp
     finally:
         if own:

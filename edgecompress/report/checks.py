@@ -4,7 +4,8 @@ Rows are matched by target and artifact (``precision.format``). For latency, mem
 and size a regression is an increase of more than PCT percent of the baseline value. For
 ``accuracy`` it is a drop of more than PCT percentage points (accuracy on the device with
 labels, else top-1 agreement with the host reference). An artifact that was ok in the
-baseline and failed now fails every rule; rows only in one run are not compared.
+baseline and failed now fails every rule; rows only in one run are not compared. Rows measured
+on an emulated target (``emulated: true``) are never checked, in either run.
 """
 from __future__ import annotations
 
@@ -83,7 +84,9 @@ def parse_fail_on(text: str) -> Rule:
 
 
 def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Check]:
-    base = {(r.target, r.artifact): r for r in base_rows if r.artifact != "-"}
+    emulated = {r.target for r in [*rows, *base_rows] if getattr(r, "emulated", False)}
+    rows = [r for r in rows if r.target not in emulated]
+    base = {(r.target, r.artifact): r for r in base_rows if r.artifact != "-" and r.target not in emulated}
     checks = []
     for rule in rules:
         attr, _unit, worse = METRICS[rule.metric]
