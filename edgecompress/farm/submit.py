@@ -68,7 +68,7 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
                 progress=None, artifact_store: str = "db", worker_wait_s: float = 10.0, **ignored):
     from ..compress import compress_many
     from ..models import load_model
-    from ..profiles import Measure, load_profile
+    from ..profiles import Measure
     from ..results import ResultsStore, mask_text
     from ..runs import RunResult, TargetOutcome, _split
 
