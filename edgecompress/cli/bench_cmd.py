@@ -25,6 +25,9 @@ def add(sub) -> None:
                                                 "$EDGECOMPRESS_DB or $XDG_DATA_HOME/edgecompress/results.db)")
     p.add_argument("--no-store", action="store_true", help="do not store the results")
     p.add_argument("--json", action="store_true", help="print the list of benchmark results as JSON")
+    from .farm_cmd import add_farm_args
+
+    add_farm_args(p)
     p.set_defaults(func=_bench)
 
 
@@ -35,6 +38,12 @@ def _num(v, fmt="{:.3f}"):
 def _bench(args) -> int:
     from ..deploy import benchmark
 
+    if getattr(args, "farm", None):
+        import functools
+
+        from .farm_cmd import bench_on_farm, farm_options
+
+        benchmark = functools.partial(bench_on_farm, **farm_options(args))
     results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,

@@ -9,6 +9,8 @@ Rows measured on an emulated CPU (the lab's qemu aarch64 device) show their timi
 """
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 HEADERS = ["target", "artifact", "size_kb", "p50_ms", "p90_ms", "peak_mb", "energy_mj", "quality", "pareto",
            "status"]
 
@@ -55,9 +57,37 @@ def cells(row, multi_run: bool = False) -> list[str]:
             "*" if row.pareto else "", status]
 
 
-def render_table(comparison) -> str:
-    from ..cli.common import table
+def _is_num(s: str) -> bool:
+    try:
+        float(s.rstrip("%x×"))
+        return True
+    except ValueError:
+        return False
 
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table drawn by rich (no colour, no wrapping); numeric columns right-aligned."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="", highlight=False)
+    for i, h in enumerate(headers):
+        numeric = any(r[i] for r in cells) and all(_is_num(r[i]) for r in cells if r[i])
+        t.add_column(h, justify="right" if numeric else "left", no_wrap=True)
+    for r in cells:
+        t.add_row(*r)
+    buf = io.StringIO()
+    Console(file=buf, width=100_000, color_system=None, force_terminal=False, highlight=False,
+            emoji=False, markup=False).print(t)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+
+
+def render_table(comparison) -> str:
+    table = text_table
     multi = len(comparison.runs) > 1
     lines = []
     for run in comparison.runs:
