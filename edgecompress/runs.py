@@ -172,6 +172,7 @@ class _Runner:
         self.compressed = threading.Event()
         self.outcomes = {t.name: TargetOutcome(t.name, t.profile) for t in targets}
         self.done: dict = {}     # (target, artifact sha256) -> result kept from the run being resumed
+        self.ops = False         # per-operator profiles too
 
     def worker(self, target, profile) -> None:
         out = self.outcomes[target.name]
@@ -225,7 +226,7 @@ class _Runner:
                     continue
                 _say(self.progress, target.name, "bench", artifact=key, i=i, n=len(arts))
                 res = s.bench(_located(a, manifest.folder), measure=measure, inputs=self.held.x,
-                              power=profile.power, input_layout=self.layout)
+                              power=profile.power, input_layout=self.layout, ops=self.ops)
                 res.setdefault("target", target.name)
                 outputs = res.pop("outputs", None)
                 fid = None
@@ -252,7 +253,7 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
         allow_random_calibration: bool = False, trust_new_host: bool = False, measure: dict | None = None,
         eval_samples: int = 200, target_timeout_s: float | None = None, html: str | Path | None | bool = True,
         cache_dir: str | Path | None = None, progress: Optional[Progress] = None,
-        resume: Optional[str] = None) -> RunResult:
+        resume: Optional[str] = None, ops: bool = False) -> RunResult:
     """Compress ``model`` for each target's profile, measure every artifact on every target, store it all.
 
     ``targets``: target names (or Target objects); empty means ``local`` (or, with a
@@ -306,6 +307,7 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
                      measure=measure_for, held=held, reference=reference, progress=progress)
     runner.done = done
     runner.layout = loaded.layout
+    runner.ops = ops
     result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=runner.outcomes)
     threads = []
     try:

@@ -21,6 +21,8 @@ def add(sub) -> None:
                         "'cpu' (default: the profile's first)")
     p.add_argument("--op-profiling", action="store_true",
                    help="native mode (benchmark_model): per-op-type timings in the result's op_profile")
+    p.add_argument("--ops", action="store_true",
+                   help="also profile each artifact per operator on the device (result 'ops'; top ops printed)")
     p.add_argument("--json", action="store_true", help="print the list of benchmark results as JSON")
     p.set_defaults(func=_bench)
 
@@ -41,7 +43,7 @@ def _bench(args) -> int:
     results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,
-                        op_profiling=args.op_profiling)
+                        op_profiling=args.op_profiling, ops=args.ops)
     failed = [r for r in results if r["status"] != "ok"]
     if args.json:
         print_json(results)
@@ -56,4 +58,16 @@ def _bench(args) -> int:
                      energy, (r.get("error") or "")[:90]))
     print(f"target {args.target}")
     print(table(["artifact", "status", "p50_ms", "mean_ms", "p90_ms", "runs", "peak_mb", "mJ/inference", "error"], rows))
+    for r in results:
+        lat = r.get("latency_ms") or {}
+        if r["status"] == "ok" and lat.get("p50_ci"):
+            a = r["artifact"] or {}
+            stab = "stable" if r.get("stable") else "UNSTABLE: " + "; ".join((r.get("stability") or {}).get("reasons")
+                                                                              or ["?"])
+            print(f"{a.get('precision')}.{a.get('format')}: p50 95% CI {lat['p50_ci'][0]:.4g}-{lat['p50_ci'][1]:.4g} ms, "
+                  f"cv {lat.get('cv') or 0:.2f}, {stab}, {'valid' if r.get('valid') else 'NOT valid'}")
+        if args.ops and r.get("ops"):
+            from .common import ops_lines
+
+            print("\n".join(ops_lines(r)))
     return 1 if failed else 0

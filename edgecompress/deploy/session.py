@@ -336,8 +336,11 @@ class DeviceSession:
 
     def bench(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
               inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
-              delegate: Optional[str] = None, op_profiling: bool = False) -> dict:
+              delegate: Optional[str] = None, op_profiling: bool = False, ops: bool = False) -> dict:
         """Benchmark one artifact; never raises for a device-side failure (status "failed").
+
+        ``ops``: also a per-operator profile (``result["ops"]``, :mod:`edgecompress.device.ops`;
+        in native mode from benchmark_model's op profiling).
 
         ``delegate`` and ``op_profiling`` reach LiteRT's benchmark_model (targets with
         ``mode: native``); the Python runner uses the runtime's default CPU path (XNNPACK for
@@ -358,10 +361,15 @@ class DeviceSession:
                     self.sync([path])
                     self._ensure_lock()
                     if self.native is not None:
-                        result = self.native.bench(rec, measure=m, delegate=delegate, op_profiling=op_profiling)
+                        result = self.native.bench(rec, measure=m, delegate=delegate,
+                                                   op_profiling=op_profiling or ops)
                         result["artifact"] = _artifact_info(rec)
+                        if result.get("op_profile"):
+                            from ..device.ops import from_node_type_table
+
+                            result["ops"] = from_node_type_table(result["op_profile"], delegate)
                         return result
-                    result = self._bench(rec, path, m, p, inputs, input_layout)
+                    result = self._bench(rec, path, m, p, inputs, input_layout, ops)
                     if delegate or op_profiling:
                         result["note"] = "; ".join(filter(None, [result.get("note"), (
                             "delegate / op profiling apply to native mode (benchmark_model); the Python "
@@ -386,7 +394,7 @@ class DeviceSession:
         except EdgeCompressError as e:
             return failed_result(self.target.name, rec, str(e))
 
-    def _bench(self, rec, path, m: Measure, p: Power, inputs, input_layout) -> dict:
+    def _bench(self, rec, path, m: Measure, p: Power, inputs, input_layout, ops: bool = False) -> dict:
         meter = self.target.energy or self.profile.energy.meter
         command = self.target.energy_command or self.profile.energy.command
         argv = [self.python, self.runner, "bench", "--model", self._blob_path(path), "--runs", m.runs,
@@ -397,6 +405,8 @@ class DeviceSession:
             argv += ["--layout", rec.layout]
         if command:
             argv += ["--energy-command", command]
+        if ops:
+            argv += ["--ops"]
         io_in = io_out = None
         if inputs is not None:
             import numpy as np
@@ -455,7 +465,7 @@ class DeviceSession:
 def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = None, warmup: Optional[int] = None,
               threads: Optional[int] = None, min_seconds: Optional[float] = None, inputs=None,
               trust_new_host: bool = False, lock_timeout_s: float = 600, delegate: Optional[str] = None,
-              op_profiling: bool = False) -> list[dict]:
+              op_profiling: bool = False, ops: bool = False) -> list[dict]:
     """Deploy ``artifacts`` (files, manifests or records) to ``target`` and measure each.
 
     One connection, one lock; artifacts are synced first. A failure to reach the device
@@ -479,7 +489,7 @@ def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = Non
                 s.sync([Path(r.path) for r in records if Path(r.path).exists()])
             except EdgeCompressError as e:
                 log.warning("%s: bulk upload failed (%s); trying one by one", tgt.name, e)
-            return [s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling)
-                    for r in records]
+            return [s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling,
+                            ops=ops) for r in records]
     except EdgeCompressError as e:
         return [failed_result(tgt.name, r, str(e)) for r in records]

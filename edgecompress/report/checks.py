@@ -5,6 +5,16 @@ and size a regression is an increase of more than PCT percent of the baseline va
 ``accuracy`` it is a drop of more than PCT percentage points (accuracy on the device with
 labels, else top-1 agreement with the host reference). An artifact that was ok in the
 baseline and failed now fails every rule; rows only in one run are not compared.
+
+Latency rules (p50, p90, mean) are judged on the raw samples of both runs, so noise cannot
+fake a regression: a row fails only when the change of the statistic is above PCT **and**
+significant — a one-sided Mann-Whitney U test of "the current samples are larger than the
+baseline samples times (1 + PCT/100)" at p < :data:`ALPHA` (for p90 the same test on the
+slowest half of each run's samples, the tail the p90 is taken from). A row whose result (in
+either run) is not ``stable`` (drift between halves, throttling, CPU time far below wall
+time; :mod:`edgecompress.device.stats`) is reported ``unstable``: neither passed nor
+failed — unless even its fastest run is slower than the baseline's fastest by more than
+PCT (contention only adds time) with the test above significant: then it fails. Emulated results are never compared with real ones.
 """
 from __future__ import annotations
 
@@ -50,17 +60,23 @@ class Check:
     change: Optional[float]      # percent for "up" metrics, percentage points for accuracy
     failed: bool
     note: str = ""
+    p_value: Optional[float] = None     # latency rules: significance of "worse by more than the limit"
+    unstable: bool = False              # a result in either run was unstable: not judged
+
+    @property
+    def verdict(self) -> str:
+        return "FAIL" if self.failed else ("UNSTABLE" if self.unstable else "ok")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "verdict": self.verdict}
 
     def describe(self) -> str:
         unit = "pp" if METRICS[self.metric][2] == "down" else "%"
         change = "n/a" if self.change is None else f"{self.change:+.2f}{unit}"
-        verdict = "FAIL" if self.failed else "ok"
+        verdict = self.verdict
         fmt = (lambda v: "-" if v is None else f"{v:.4g}")
         extra = f" ({self.note})" if self.note else ""
-        return (f"{verdict:4} {self.target} {self.artifact} {self.metric}: {fmt(self.baseline)} -> "
+        return (f"{verdict:8} {self.target} {self.artifact} {self.metric}: {fmt(self.baseline)} -> "
                 f"{fmt(self.current)} {change} [limit {self.rule}]{extra}")
 
 
@@ -82,6 +98,58 @@ def parse_fail_on(text: str) -> Rule:
     return Rule(metric, pct)
 
 
+ALPHA = 0.01
+LATENCY = {"p50", "p90", "mean"}
+
+
+def significance(current: list, baseline: list, metric: str, pct: float) -> Optional[float]:
+    """p-value of "``metric`` of ``current`` is more than ``pct`` percent above ``baseline``'s"."""
+    import numpy as np
+
+    from scipy.stats import mannwhitneyu
+
+    cur, base = np.asarray(current, dtype=float), np.asarray(baseline, dtype=float) * (1 + pct / 100.0)
+    if metric == "p90":
+        cur, base = np.sort(cur)[len(cur) // 2:], np.sort(base)[len(base) // 2:]
+    if len(cur) < 3 or len(base) < 3:
+        return None
+    return float(mannwhitneyu(cur, base, alternative="greater").pvalue)
+
+
+def _judge(rule: Rule, row, b, bv, cv, change: float) -> Check:
+    attr, _unit, worse = METRICS[rule.metric]
+    check = Check(str(rule), row.target, row.artifact, rule.metric, bv, cv, change, False)
+    unstable = [f"{which}: {'; '.join(x.stability_reasons or ['unstable'])}"
+                for which, x in (("baseline", b), ("now", row)) if getattr(x, "stable", None) is False]
+    if rule.metric in LATENCY and row.samples and b.samples:
+        if unstable:
+            # contention only adds time: the fastest run is the least disturbed figure. A row
+            # whose fastest run is still slower by more than the limit (and significantly) fails.
+            floor = (min(row.samples) - min(b.samples)) / min(b.samples) * 100.0
+            p = significance(row.samples, b.samples, rule.metric, rule.pct) if floor > rule.pct else None
+            if p is not None and p < ALPHA and change > rule.pct:
+                check.failed, check.p_value = True, p
+                check.note = (f"unstable, but even the fastest run is {floor:+.0f}% slower (p={p:.2g}): "
+                              + " | ".join(unstable)[:200])
+                return check
+            check.unstable = True
+            check.note = "unstable, not judged: " + " | ".join(unstable)[:240]
+            return check
+        if change > rule.pct:
+            check.p_value = significance(row.samples, b.samples, rule.metric, rule.pct)
+            if check.p_value is None:
+                check.failed = True
+                check.note = "too few raw samples for a significance test"
+            elif check.p_value < ALPHA:
+                check.failed = True
+                check.note = f"significant: p={check.p_value:.2g} < {ALPHA:g}"
+            else:
+                check.note = f"not significant: p={check.p_value:.2g} >= {ALPHA:g} (noise)"
+        return check
+    check.failed = (-change > rule.pct) if worse == "down" else (change > rule.pct)
+    return check
+
+
 def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Check]:
     base = {(r.target, r.artifact): r for r in base_rows if r.artifact != "-"}
     checks = []
@@ -96,6 +164,10 @@ def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Ch
                 checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, None, None, True,
                                     f"failed now: {(row.error or '')[:120]}"))
                 continue
+            if bool(getattr(row, "emulated", False)) != bool(getattr(b, "emulated", False)):
+                checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, getattr(row, attr), None,
+                                    False, "not compared: one run is emulated, the other real"))
+                continue
             cv = getattr(row, attr)
             if bv is None or cv is None:
                 checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, cv, None, False,
@@ -103,11 +175,9 @@ def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Ch
                 continue
             if worse == "down":
                 change = (cv - bv) * 100.0
-                failed = -change > rule.pct
             else:
                 change = (cv - bv) / bv * 100.0 if bv else (0.0 if cv == bv else float("inf"))
-                failed = change > rule.pct
-            checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, cv, change, failed))
+            checks.append(_judge(rule, row, b, bv, cv, change))
         have = {(r.target, r.artifact) for r in rows}
         current_targets = {r.target: r for r in rows}
         for key, b in base.items():
