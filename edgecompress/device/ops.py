@@ -84,22 +84,40 @@ def parse_ort_trace(events: list, inferences: int, skip_first: bool = False) -> 
 
 
 def onnx_coverage(model_nodes: list, ops: list) -> dict:
-    """Which executed node ran each model node: {node name: executed name | None (fused or folded)}.
+    """Which executed node ran each model node: {node name: executed name | None (folded away)}.
 
-    ``model_nodes``: ``[(name, op_type, [output names])]``. A node is matched by its own name,
-    by its name with ORT's ``_token_N`` suffix, or by an output tensor name an executed node
-    carries (``/2/Relu_output_0_nchwc``: the Conv+ReLU ORT fused ran the ReLU).
+    ``model_nodes``: ``[(name, op_type, [outputs], [inputs])]``. A node is matched by its own
+    name, by its name with ORT's ``_token_N`` suffix, or by an output tensor name an executed
+    node carries (``/2/Relu_output_0_nchwc``: the Conv+ReLU ORT fused ran the ReLU). A node
+    still unmatched whose outputs all feed nodes that ran inside one executed node X was fused
+    into X (the Conv of that Conv+ReLU; a weight's DequantizeLinear inside QLinearConv).
     """
     executed = [o["name"] for o in ops]
     exact = set(executed)
     out = {}
-    for name, _op, outputs in model_nodes:
+    for node in model_nodes:
+        name, outputs = node[0], node[2]
         hit = name if name in exact else None
         if hit is None:
             hit = next((x for x in executed if x.startswith(name + "_token_")), None)
         if hit is None:
             hit = next((x for x in executed for t in outputs if t and (x == t or x.startswith(t + "_"))), None)
         out[name] = hit
+    consumers: dict = {}
+    for node in model_nodes:
+        for t in (node[3] if len(node) > 3 else []):
+            consumers.setdefault(t, []).append(node[0])
+    changed = True
+    while changed:
+        changed = False
+        for node in model_nodes:
+            if out[node[0]] is not None:
+                continue
+            users = [u for t in node[2] for u in consumers.get(t, [])]
+            ran = {out[u] for u in users}
+            if users and len(ran) == 1 and None not in ran:
+                out[node[0]] = ran.pop()
+                changed = True
     return out
 
 
