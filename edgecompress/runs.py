@@ -37,6 +37,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .device.result import BenchmarkResult
 from .errors import EdgeCompressError, TargetError, UsageError
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,15 @@ class TargetOutcome:
     status: str = "pending"            # pending | running | ok | partial | failed
     error: Optional[str] = None
     device: dict = field(default_factory=dict)
-    results: list[dict] = field(default_factory=list)
+    results: list[BenchmarkResult] = field(default_factory=list)
 
     @property
-    def failed_artifacts(self) -> list[dict]:
-        return [r for r in self.results if r.get("status") != "ok"]
+    def failed_artifacts(self) -> list[BenchmarkResult]:
+        return [r for r in self.results if not r.ok]
 
     def to_dict(self) -> dict:
         return {"name": self.name, "profile": self.profile, "status": self.status, "error": self.error,
-                "device": self.device, "results": self.results}
+                "device": self.device, "results": [r.to_dict() for r in self.results]}
 
 
 @dataclass
@@ -181,7 +182,7 @@ class _Runner:
             self._work(target, profile, out)
         except BaseException as e:  # noqa: BLE001 - one target failing never loses the others
             out.error = f"{type(e).__name__}: {e}"
-            out.status = "partial" if any(r.get("status") == "ok" for r in out.results) else "failed"
+            out.status = "partial" if any(r.ok for r in out.results) else "failed"
             log.debug("target %s failed", target.name, exc_info=True)
         try:
             self.store.set_target(self.run_id, target.name, status=out.status, error=out.error)
@@ -192,7 +193,7 @@ class _Runner:
             _say(self.progress, target.name, "failed", error=out.error)
         else:
             _say(self.progress, target.name, "done", status=out.status, error=out.error,
-                 ok=sum(r.get("status") == "ok" for r in out.results), total=len(out.results))
+                 ok=sum(r.ok for r in out.results), total=len(out.results))
 
     def _work(self, target, profile, out: TargetOutcome) -> None:
         from .deploy import DeviceSession
@@ -227,24 +228,19 @@ class _Runner:
                 _say(self.progress, target.name, "bench", artifact=key, i=i, n=len(arts))
                 res = s.bench(_located(a, manifest.folder), measure=measure, inputs=self.held.x,
                               power=profile.power, input_layout=self.layout, ops=self.ops)
-                res.setdefault("target", target.name)
-                outputs = res.pop("outputs", None)
-                fid = None
-                if res.get("status") == "ok" and outputs is not None:
+                outputs, res.outputs = res.outputs, None
+                if res.ok and outputs is not None:
                     try:
-                        fid = _fidelity(outputs, self.reference, self.held.y)
+                        res.fidelity = _fidelity(outputs, self.reference, self.held.y)
                     except Exception as e:  # noqa: BLE001 - kept as a failed check on this result
-                        fid = {"error": f"{type(e).__name__}: {e}"}
-                if fid is not None:
-                    res["fidelity"] = fid
+                        res.fidelity = {"error": f"{type(e).__name__}: {e}"}
                 self.store.add_result(self.run_id, res, profile=profile.name, size_bytes=a.size_bytes)
                 out.results.append(res)
                 _say(self.progress, target.name, "result", artifact=key, i=i, n=len(arts), result=res)
-        n_ok = sum(r.get("status") == "ok" for r in out.results)
+        n_ok = sum(r.ok for r in out.results)
         out.status = "ok" if n_ok == len(out.results) else ("partial" if n_ok else "failed")
         if out.status != "ok":
-            bad = [f"{r['artifact'].get('precision')}.{r['artifact'].get('format')}: {r.get('error')}"
-                   for r in out.failed_artifacts]
+            bad = [f"{r.key}: {r.error}" for r in out.failed_artifacts]
             out.error = "; ".join(bad)[:2000]
 
 

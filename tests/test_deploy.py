@@ -12,6 +12,7 @@ import pytest
 
 from edgecompress.cli import main as cli
 from edgecompress.deploy import DeviceSession, benchmark
+from edgecompress.device.result import BenchmarkResult
 from edgecompress.errors import BenchmarkError
 from edgecompress.manifest import ArtifactRecord, Manifest
 from edgecompress.profiles import Measure
@@ -38,18 +39,18 @@ def test_deploy_and_benchmark_trained_models_over_ssh(lab_sshd, digits_artifacts
         tfl = s.bench(digits_artifacts["tflite"], measure=QUICK, inputs=x)
     assert lab_sshd.accepted_logins() - before == 1          # one connection for the whole session
     for r in (onnx, tfl):
-        assert r["status"] == "ok", r["error"]
-        assert r["target"] == "lab-test" and r["runs"] >= 20 and len(r["latency_ms"]["samples"]) == r["runs"]
-        assert 0 < r["latency_ms"]["min"] <= r["latency_ms"]["p50"] <= r["latency_ms"]["max"] < 1000
-        assert r["device"]["python"] == "3.11.2"             # the device's Python, not ours
-        assert r["memory_mb"]["peak_rss"] > r["memory_mb"]["baseline_rss"] > 0
-        assert r["energy"]["method"] == "estimated"          # no meter on this machine: said so
-        assert (r["outputs"].argmax(1) == y).mean() > 0.85    # the device's own outputs classify digits
-    assert onnx["artifact"]["format"] == "onnx" and onnx["artifact"]["precision"] == "fp32"
-    assert tfl["artifact"]["precision"] == "int8" and tfl["device"]["runtime"] == "ai-edge-litert 2.3.0"
+        assert r.status == "ok", r.error
+        assert r.target == "lab-test" and r.runs >= 20 and len(r.latency_ms.samples) == r.runs
+        assert 0 < r.latency_ms.min <= r.latency_ms.p50 <= r.latency_ms.max < 1000
+        assert r.device.python == "3.11.2"             # the device's Python, not ours
+        assert r.memory_mb.peak_rss > r.memory_mb.baseline_rss > 0
+        assert r.energy.method == "estimated"          # no meter on this machine: said so
+        assert (r.outputs.argmax(1) == y).mean() > 0.85    # the device's own outputs classify digits
+    assert onnx.artifact.format == "onnx" and onnx.artifact.precision == "fp32"
+    assert tfl.artifact.precision == "int8" and tfl.device.runtime == "ai-edge-litert 2.3.0"
     with torch.no_grad():
         ref = digits_artifacts["torch"](torch.from_numpy(x)).numpy()
-    assert np.abs(onnx["outputs"] - ref).max() < 1e-4
+    assert np.abs(onnx.outputs - ref).max() < 1e-4
 
 
 def test_second_deploy_sends_zero_bytes(lab_sshd, digits_artifacts):
@@ -89,7 +90,7 @@ def test_corrupted_upload_is_retried_and_never_used(lab_sshd, digits_artifacts, 
         leftovers = s.transport.run(["ls", f"{s.workdir}/tmp"]).stdout
         r = s.bench(art, measure=QUICK)
     assert len(calls) == 2 and stats["files_sent"] == 1
-    assert check == r["artifact"]["sha256"] and r["status"] == "ok"
+    assert check == r.artifact.sha256 and r.status == "ok"
     assert leftovers.strip() == ""
 
 
@@ -112,8 +113,8 @@ def test_one_failed_artifact_keeps_the_others(lab_sshd, digits_artifacts, tmp_pa
     broken.write_bytes(b"\x08\x07garbage")
     results = benchmark(lab_sshd.target, [digits_artifacts["onnx"], broken, digits_artifacts["tflite"]],
                         runs=10, warmup=1, min_seconds=0)
-    assert [r["status"] for r in results] == ["ok", "failed", "ok"]
-    assert "load" in results[1]["error"] and results[1]["artifact"]["precision"] == "int8"
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
+    assert "load" in results[1].error and results[1].artifact.precision == "int8"
 
 
 def test_benchmark_timeout_names_the_step(lab_sshd, digits_artifacts):
@@ -121,8 +122,8 @@ def test_benchmark_timeout_names_the_step(lab_sshd, digits_artifacts):
         r = s.bench(digits_artifacts["onnx"], measure=Measure(runs=10, warmup=1, min_seconds=30, timeout_s=2))
         # the runner's process group was killed: the device is free for the next benchmark
         ok = s.bench(digits_artifacts["onnx"], measure=QUICK)
-    assert r["status"] == "failed" and "step 'bench/measure' timed out after 2 s" in r["error"]
-    assert ok["status"] == "ok"
+    assert r.status == "failed" and "step 'bench/measure' timed out after 2 s" in r.error
+    assert ok.status == "ok"
 
 
 def _manifest(folder, digits_artifacts):
@@ -144,8 +145,8 @@ def test_cli_bench_manifest_json_and_exit_codes(lab_sshd, digits_artifacts, tmp_
     args = ["bench", str(folder), "--target", "lab-test", "--targets", lab_sshd.targets_file,
             "--runs", "5", "--warmup", "1", "--min-seconds", "0"]
     assert cli(args + ["--json"]) == 0
-    results = json.loads(capsys.readouterr().out)
-    assert [(r["artifact"]["format"], r["artifact"]["precision"], r["status"]) for r in results] == \
+    results = [BenchmarkResult.from_dict(d) for d in json.loads(capsys.readouterr().out)]
+    assert [(r.artifact.format, r.artifact.precision, r.status) for r in results] == \
         [("onnx", "fp32", "ok"), ("tflite", "int8", "ok")]                    # the failed one is not benched
     (folder / "model.fp32.onnx").write_bytes(b"broken")
     assert cli(args) == 1
@@ -163,8 +164,8 @@ def test_cli_unknown_host_needs_trust_flag(lab_sshd, digits_artifacts, tmp_path,
     args = ["bench", str(digits_artifacts["onnx"]), "--target", "lab-test", "--targets", str(inv), "--runs", "3",
             "--warmup", "0", "--min-seconds", "0", "--json"]
     assert cli(args) == 1
-    (r,) = json.loads(capsys.readouterr().out)
-    assert r["status"] == "failed" and "unknown host key" in r["error"] and "--trust-new-host" in r["error"]
+    (r,) = map(BenchmarkResult.from_dict, json.loads(capsys.readouterr().out))
+    assert r.status == "failed" and "unknown host key" in r.error and "--trust-new-host" in r.error
     assert cli(args + ["--trust-new-host"]) == 0
     capsys.readouterr()
     assert cli(args) == 0                       # recorded in known_hosts: no flag needed now
@@ -197,4 +198,4 @@ def test_check_says_what_to_install_when_runtime_missing(lab_sshd, capsys, tmp_p
 
 def test_local_target_benchmarks_without_ssh(digits_artifacts):
     (r,) = benchmark("local", [digits_artifacts["onnx"]], runs=10, warmup=1, min_seconds=0)
-    assert r["status"] == "ok" and r["target"] == "local" and r["runs"] >= 10
+    assert r.status == "ok" and r.target == "local" and r.runs >= 10

@@ -56,12 +56,12 @@ def test_cpu_quota_in_network_namespace_slows_latency_in_proportion(lab_sshd, bi
             upload = s.transport.put(blob, f"{s.workdir}/tmp/blob.bin")
     finally:
         lab.stop_device(dev)
-    assert free["status"] == slow["status"] == "ok", (free["error"], slow["error"])
-    ratio = slow["latency_ms"]["p50"] / free["latency_ms"]["p50"]
+    assert free.status == slow.status == "ok", (free.error, slow.error)
+    ratio = slow.latency_ms.p50 / free.latency_ms.p50
     # the quota caps the device at a quarter of a CPU; on an idle host the free device gets a whole
     # one (>= 2.5x slower median), on a busy host only its measured share of one
-    free_share, slow_share = free["cpu"]["utilization"], slow["cpu"]["utilization"]
-    print(f"p50 {free['latency_ms']['p50']:.1f} -> {slow['latency_ms']['p50']:.1f} ms ({ratio:.2f}x); "
+    free_share, slow_share = free.cpu["utilization"], slow.cpu["utilization"]
+    print(f"p50 {free.latency_ms.p50:.1f} -> {slow.latency_ms.p50:.1f} ms ({ratio:.2f}x); "
           f"CPU share {free_share:.2f} -> {slow_share:.2f}; upload 2.5 MB in {upload.seconds:.2f} s")
     assert slow_share <= 0.3
     assert ratio >= 2.5 * min(1.0, free_share), \

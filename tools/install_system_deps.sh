@@ -2,7 +2,9 @@
 # Installs the Debian packages the lab and the tests use, when missing:
 #   openssh-server (real sshd for lab devices), iproute2 (network namespaces, tc),
 #   adb (Android transport client), chromium (HTML report screenshots),
-#   python3-venv (the lab's device Python is a venv of the system python3).
+#   python3-venv (the lab's device Python is a venv of the system python3),
+#   redis-server and postgresql (the team device farm's broker and shared results store;
+#   the farm tests start their own servers on loopback ports).
 # Needs root (CI runs as root); without it, prints what to install and goes on —
 # the tests that need a missing part say so.
 set -uo pipefail
@@ -11,6 +13,8 @@ command -v /usr/sbin/sshd >/dev/null 2>&1 || need+=(openssh-server)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v adb >/dev/null 2>&1 || need+=(adb)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 # the lab builds its device Python (numpy + runtimes only) as a venv of the system python3
 [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0

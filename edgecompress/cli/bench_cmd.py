@@ -44,30 +44,30 @@ def _bench(args) -> int:
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,
                         op_profiling=args.op_profiling, ops=args.ops)
-    failed = [r for r in results if r["status"] != "ok"]
+    failed = [r for r in results if not r.ok]
     if args.json:
-        print_json(results)
+        print_json([r.to_dict() for r in results])
         return 1 if failed else 0
+    from ..device.result import Energy, Latency, Memory
+
     rows = []
     for r in results:
-        a = r["artifact"] or {}
-        lat, mem, en = r.get("latency_ms") or {}, r.get("memory_mb") or {}, r.get("energy") or {}
-        energy = "" if en.get("mj_per_inference") is None else f"{en['mj_per_inference']:.3f} ({en['method']})"
-        rows.append((f"{a.get('precision') or '?'}.{a.get('format')}", r["status"], _num(lat.get("p50")),
-                     _num(lat.get("mean")), _num(lat.get("p90")), r.get("runs") or "", _num(mem.get("peak_rss"), "{:.1f}"),
-                     energy, (r.get("error") or "")[:90]))
+        a = r.artifact
+        lat, mem, en = r.latency_ms or Latency(), r.memory_mb or Memory(), r.energy or Energy()
+        energy = "" if en.mj_per_inference is None else f"{en.mj_per_inference:.3f} ({en.method})"
+        rows.append((f"{(a.precision if a else None) or '?'}.{a.format if a else None}", r.status, _num(lat.p50),
+                     _num(lat.mean), _num(lat.p90), r.runs or "", _num(mem.peak_rss, "{:.1f}"),
+                     energy, (r.error or "")[:90]))
     print(f"target {args.target}")
     print(table(["artifact", "status", "p50_ms", "mean_ms", "p90_ms", "runs", "peak_mb", "mJ/inference", "error"], rows))
     for r in results:
-        lat = r.get("latency_ms") or {}
-        if r["status"] == "ok" and lat.get("p50_ci"):
-            a = r["artifact"] or {}
-            stab = "stable" if r.get("stable") else "UNSTABLE: " + "; ".join((r.get("stability") or {}).get("reasons")
-                                                                              or ["?"])
-            print(f"{a.get('precision')}.{a.get('format')}: p50 95% CI {lat['p50_ci'][0]:.4g}-{lat['p50_ci'][1]:.4g} ms, "
-                  f"cv {lat.get('cv') or 0:.2f}, {stab}, {'valid' if r.get('valid') else 'NOT valid'}")
-        if args.ops and r.get("ops"):
+        lat = r.latency_ms
+        if r.ok and lat is not None and lat.p50_ci:
+            stab = "stable" if r.stable else "UNSTABLE: " + "; ".join((r.stability or {}).get("reasons") or ["?"])
+            print(f"{r.key}: p50 95% CI {lat.p50_ci[0]:.4g}-{lat.p50_ci[1]:.4g} ms, cv {lat.cv or 0:.2f}, {stab}, "
+                  f"{'valid' if r.valid else 'NOT valid'}")
+        if args.ops and r.ops:
             from .common import ops_lines
 
-            print("\n".join(ops_lines(r)))
+            print("\n".join(ops_lines(r.to_dict())))
     return 1 if failed else 0

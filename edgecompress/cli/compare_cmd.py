@@ -14,9 +14,9 @@ from .common import add_budget_args, budget_kwargs, print_json, table
 
 
 def add_db_arg(p) -> None:
-    p.add_argument("--db", metavar="PATH",
-                   help="results database (default: $EDGECOMPRESS_DB or "
-                        "$XDG_DATA_HOME/edgecompress/results.db)")
+    p.add_argument("--db", metavar="URL|PATH",
+                   help="results database: sqlite:///PATH, postgresql://USER@HOST/DB or a file (default: "
+                        "$EDGECOMPRESS_DB or $XDG_DATA_HOME/edgecompress/results.db)")
 
 
 def add(sub) -> None:

@@ -39,17 +39,17 @@ def describe(event: str, info: dict) -> str:
     if event == "bench":
         return f"[{info.get('i')}/{info.get('n')}] benchmarking {info.get('artifact')}"
     if event == "result":
-        r = info.get("result") or {}
-        if r.get("status") != "ok":
-            return f"[{info.get('i')}/{info.get('n')}] {info.get('artifact')} FAILED: {r.get('error')}"
-        lat = r.get("latency_ms") or {}
-        fid = r.get("fidelity") or {}
+        r = info["result"]
+        if not r.ok:
+            return f"[{info.get('i')}/{info.get('n')}] {info.get('artifact')} FAILED: {r.error}"
+        p50 = r.latency_ms.p50 if r.latency_ms else None
+        fid = r.fidelity or {}
         q = ""
         if fid.get("accuracy") is not None:
             q = f", accuracy {fid['accuracy'] * 100:.1f}%"
         elif fid.get("top1_agreement") is not None:
             q = f", agreement {fid['top1_agreement'] * 100:.1f}%"
-        return f"[{info.get('i')}/{info.get('n')}] {info.get('artifact')}: p50 {lat.get('p50', 0):.3g} ms{q}"
+        return f"[{info.get('i')}/{info.get('n')}] {info.get('artifact')}: p50 {p50 or 0:.3g} ms{q}"
     if event == "done":
         tail = f" ({info.get('error')})" if info.get("error") else ""
         return f"done: {info.get('ok')}/{info.get('total')} artifacts ok{tail}"

@@ -23,8 +23,9 @@ def add(sub) -> None:
     add_targets_file_arg(p)
     p.add_argument("--data", metavar="PATH", help="calibration + held-out data (.npy/.npz with x[,y], image folder)")
     p.add_argument("--out", default="out", metavar="DIR", help="artifacts and report folder (default: out)")
-    p.add_argument("--db", metavar="PATH", help="results database (default: $EDGECOMPRESS_DB or "
-                                                "$XDG_DATA_HOME/edgecompress/results.db)")
+    p.add_argument("--db", metavar="URL|PATH", help="results database: sqlite:///PATH, postgresql://USER@HOST/DB "
+                                                    "or a file (default: $EDGECOMPRESS_DB or "
+                                                    "$XDG_DATA_HOME/edgecompress/results.db)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.add_argument("--html", metavar="FILE", help="write the HTML report here (default: OUT/report-RUNID.html)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an earlier run of the same model and settings "

@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 from . import android_sysfs as sysfs
 from .benchmark_model import parse as parse_benchmark_output
+from ..device.result import ArtifactInfo, BenchmarkResult, DeviceInfo, Energy, Latency, Memory, Thermal
 from ..errors import ConnectionLost, EdgeCompressError, TransportError
 from ..manifest import ArtifactRecord, sha256_file
 
@@ -121,14 +122,14 @@ def shell_lock_argv(path: str, owner: str, timeout_s: float) -> list[str]:
     return ["sh", "-c", _LOCK_SH, "ec-lock", path, owner, str(int(timeout_s))]
 
 
-def _artifact_info(artifact) -> tuple[Path, dict]:
+def _artifact_info(artifact) -> tuple[Path, ArtifactInfo]:
     if isinstance(artifact, ArtifactRecord):
-        return Path(artifact.path), {"sha256": artifact.sha256, "format": artifact.format,
-                                     "precision": artifact.precision}
+        return Path(artifact.path), ArtifactInfo(sha256=artifact.sha256, format=artifact.format,
+                                                 precision=artifact.precision)
     p = Path(artifact)
     fmt = p.suffix.lstrip(".")
     precision = p.name.split(".")[1] if p.name.count(".") >= 2 else None
-    return p, {"sha256": None, "format": fmt, "precision": precision}
+    return p, ArtifactInfo(format=fmt, precision=precision)
 
 
 class NativeBench:
@@ -199,20 +200,19 @@ class NativeBench:
 
     # -- one benchmark --------------------------------------------------------------------------
     def bench(self, artifact: Path | str | ArtifactRecord, *, record: Optional[ArtifactRecord] = None, measure=None,
-              delegate: Optional[str] = None, op_profiling: bool = False, energy: Optional[str] = None) -> dict:
-        """One DESIGN.md benchmark result; a failure gives ``status: failed`` and ``error`` (no raise)."""
-        path, art = _artifact_info(artifact)
-        if record is not None:
-            art = {"sha256": record.sha256, "format": record.format, "precision": record.precision}
+              delegate: Optional[str] = None, op_profiling: bool = False,
+              energy: Optional[str] = None) -> BenchmarkResult:
+        """One benchmark result; a failure gives ``status: failed`` and ``error`` (no raise)."""
+        path, art = _artifact_info(record or artifact)
         measure = measure or self.profile.measure
         delegate = delegate or next((d for d in self.profile.delegates if d in DELEGATE_FLAGS), "cpu")
         result = _empty_result(self.target.name, art, measure)
         try:
-            if art["format"] != "tflite":
+            if art.format != "tflite":
                 raise EdgeCompressError(
-                    f"native mode runs .tflite files with benchmark_model; {path.name} is {art['format']!r} "
+                    f"native mode runs .tflite files with benchmark_model; {path.name} is {art.format!r} "
                     f"(use mode: python over SSH/Termux for ONNX, or build tflite artifacts)")
-            art["sha256"] = art["sha256"] or sha256_file(path)
+            art.sha256 = art.sha256 or sha256_file(path)
             binary = self.prepare()
             graph, _ = self._push(path)
             self._run(result, binary, graph, measure, delegate, op_profiling,
@@ -220,7 +220,7 @@ class NativeBench:
         except ConnectionLost:
             raise                                   # DeviceSession reconnects and measures again
         except (EdgeCompressError, ValueError, OSError) as e:
-            result.update(status="failed", error=f"{type(e).__name__}: {e}")
+            result.fail(f"{type(e).__name__}: {e}")
         return result
 
     def _script(self, binary: str, flags: list[str], tag: str, sample: bool) -> str:
@@ -241,8 +241,7 @@ class NativeBench:
         parts += [f"echo {_MARK}after", sysfs.probe_script(root), f"echo {_MARK}rc=$RC"]
         return "; ".join(parts)
 
-    def _run(self, result, binary, graph, measure, delegate, op_profiling, meter) -> None:
-        notes: list[str] = result["notes"]
+    def _run(self, result: BenchmarkResult, binary, graph, measure, delegate, op_profiling, meter) -> None:
         pre = sysfs.parse_probe(self.transport.run(["sh", "-c", sysfs.probe_script(self.target.sysfs_root)],
                                                    timeout=60).stdout)
         reason = None
@@ -259,14 +258,14 @@ class NativeBench:
                                  timeout=measure.timeout_s)
         sections = _sections(res.stdout)
         if "rc=0" not in sections.get("__rc__", "") and _unknown_flag(sections.get("bench", "")):
-            notes.append("this benchmark_model does not know --report_peak_memory_footprint: "
-                         "peak memory comes from the footprint delta only")
+            result.add_note("this benchmark_model does not know --report_peak_memory_footprint: "
+                            "peak memory comes from the footprint delta only")
             flags = benchmark_flags(graph, measure, delegate=delegate, op_profiling=op_profiling, optional=False)
             res = self.transport.run(["sh", "-c", self._script(binary, flags, tag, reason is None)],
                                      timeout=measure.timeout_s)
             sections = _sections(res.stdout)
         wall = time.monotonic() - t0
-        result["command"] = ["benchmark_model"] + flags
+        result.extra["command"] = ["benchmark_model"] + flags
         if res.timed_out:
             raise EdgeCompressError(f"benchmark_model did not finish within measure.timeout_s="
                                     f"{measure.timeout_s:g} s")
@@ -276,7 +275,7 @@ class NativeBench:
         parsed = parse_benchmark_output(sections.get("bench", ""))
         _fill(result, parsed, self.facts(), delegate, measure)
         after = sysfs.parse_probe(sections.get("after", ""))
-        result["thermal"] = sysfs.thermal_block(pre, after)
+        result.thermal = Thermal.from_dict(sysfs.thermal_block(pre, after))
         if reason is None:
             reason = sysfs.charging_reason(after)       # plugged in during the run
             if reason is None:
@@ -284,11 +283,11 @@ class NativeBench:
                 end = [_float(ln[4:]) for ln in sections.get("samples", "").splitlines() if ln.startswith("END ")]
                 if end and end[0] is not None:          # drop samples taken after the binary exited
                     samples = [s for s in samples if s[0] <= end[0]]
-                result["energy"] = sysfs.battery_energy(samples, result["latency_ms"]["mean"],
-                                                        sysfs.parse_samples(sections.get("idle", "")))
+                result.energy = Energy.from_dict(sysfs.battery_energy(
+                    samples, result.latency_ms.mean, sysfs.parse_samples(sections.get("idle", ""))))
         if reason is not None:
-            result["energy"] = sysfs.unavailable(reason)
-        result["seconds"] = round(wall, 3)
+            result.energy = Energy.from_dict(sysfs.unavailable(reason))
+        result.extra["seconds"] = round(wall, 3)
 
 
 def _float(text: str) -> Optional[float]:
@@ -320,43 +319,38 @@ def _sections(stdout: str) -> dict[str, str]:
     return {k: "\n".join(v) for k, v in out.items()}
 
 
-def _empty_result(target: str, art: dict, measure) -> dict:
-    return {"target": target, "artifact": art, "mode": "native",
-            "device": {"arch": None, "os": None, "python": None, "runtime": "LiteRT benchmark_model",
-                       "threads": measure.threads, "delegate": None},
-            "latency_ms": {"load": None, "first": None, "mean": None, "p50": None, "p90": None, "p99": None,
-                           "std": None, "min": None, "max": None, "samples": None},
-            "memory_mb": {"baseline_rss": None, "peak_rss": None, "delta": None},
-            "energy": sysfs.unavailable("not measured"),
-            "thermal": {"temp_c_before": None, "temp_c_after": None, "throttled": None},
-            "runs": None, "status": "ok", "error": None, "notes": []}
+def _empty_result(target: str, art: ArtifactInfo, measure) -> BenchmarkResult:
+    return BenchmarkResult(target=target, artifact=art, mode="native",
+                           device=DeviceInfo(runtime="LiteRT benchmark_model", threads=measure.threads,
+                                             extra={"delegate": None}),
+                           latency_ms=Latency(), memory_mb=Memory(),
+                           energy=Energy.from_dict(sysfs.unavailable("not measured")), thermal=Thermal())
 
 
-def _fill(result: dict, p: dict, facts: dict, delegate: str, measure) -> None:
-    notes = result["notes"]
-    result["device"].update(arch=facts.get("arch"), os=facts.get("os"), model=facts.get("model"),
-                            threads=p.get("threads") or measure.threads, delegate=delegate,
-                            delegates_applied=p.get("delegates") or [])
-    lat = result["latency_ms"]
-    lat.update(load=p["init_ms"], first=p["first_ms"], mean=p["mean_ms"], std=p["std_ms"],
-               min=p["min_ms"], max=p["max_ms"], p50=p["p50_ms"])
+def _fill(result: BenchmarkResult, p: dict, facts: dict, delegate: str, measure) -> None:
+    note = result.add_note
+    dev = result.device
+    dev.arch, dev.os, dev.threads = facts.get("arch"), facts.get("os"), p.get("threads") or measure.threads
+    dev.extra.update(model=facts.get("model"), delegate=delegate, delegates_applied=p.get("delegates") or [])
+    lat = result.latency_ms
+    lat.load, lat.first, lat.mean, lat.std = p["init_ms"], p["first_ms"], p["mean_ms"], p["std_ms"]
+    lat.min, lat.max, lat.p50 = p["min_ms"], p["max_ms"], p["p50_ms"]
     if p["p5_ms"] is not None:
-        lat["p5"], lat["p95"] = p["p5_ms"], p["p95_ms"]
-        notes.append("benchmark_model prints p5/median/p95 only: latency_ms.p90 and p99 are null "
-                     "(p95 is in latency_ms.p95)")
+        lat.extra.update(p5=p["p5_ms"], p95=p["p95_ms"])
+        note("benchmark_model prints p5/median/p95 only: latency_ms.p90 and p99 are null "
+             "(p95 is in latency_ms.p95)")
     else:
-        notes.append("this benchmark_model prints no percentiles: latency_ms.p50, p90 and p99 are null")
-    notes.append("benchmark_model reports aggregates only: latency_ms.samples is null")
-    mem = result["memory_mb"]
-    mem.update(peak_rss=p["peak_memory_mb"], delta=p["memory_overall_mb"])
-    notes.append("memory_mb.baseline_rss is null: benchmark_model reports RSS growth from its own start "
-                 "(memory_mb.delta) and, with --report_peak_memory_footprint, the peak (memory_mb.peak_rss)")
+        note("this benchmark_model prints no percentiles: latency_ms.p50, p90 and p99 are null")
+    note("benchmark_model reports aggregates only: latency_ms.samples is null")
+    result.memory_mb.peak_rss, result.memory_mb.delta = p["peak_memory_mb"], p["memory_overall_mb"]
+    note("memory_mb.baseline_rss is null: benchmark_model reports RSS growth from its own start "
+         "(memory_mb.delta) and, with --report_peak_memory_footprint, the peak (memory_mb.peak_rss)")
     if p["peak_memory_mb"] is None:
-        notes.append("memory_mb.peak_rss is null: this benchmark_model printed no peak memory footprint")
+        note("memory_mb.peak_rss is null: this benchmark_model printed no peak memory footprint")
     if delegate not in [d.lower() for d in p.get("delegates") or []] and delegate not in ("cpu", "xnnpack"):
-        notes.append(f"asked for the {delegate} delegate but benchmark_model did not report applying it")
-    notes.append("no outputs: benchmark_model feeds random inputs, so fidelity is not checked in native mode")
-    result["runs"] = p["count"]
-    result["benchmark_model"] = {k: v for k, v in p.items() if k != "op_profile"}
+        note(f"asked for the {delegate} delegate but benchmark_model did not report applying it")
+    note("no outputs: benchmark_model feeds random inputs, so fidelity is not checked in native mode")
+    result.runs = p["count"]
+    result.extra["benchmark_model"] = {k: v for k, v in p.items() if k != "op_profile"}
     if p.get("op_profile"):
-        result["op_profile"] = p["op_profile"]
+        result.extra["op_profile"] = p["op_profile"]

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from ..device.result import ArtifactInfo, BenchmarkResult, ResultError
 from ..errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError, UsageError
 from ..manifest import ArtifactRecord, Manifest, sha256_file
 from ..profiles import Measure, Power, load_profile
@@ -126,16 +127,15 @@ def expand_artifacts(specs: Sequence[Union[str, Path, ArtifactRecord]]) -> list[
     return out
 
 
-def _artifact_info(rec: ArtifactRecord) -> dict:
-    return {"sha256": rec.sha256, "format": rec.format, "precision": rec.precision, "layout": rec.layout,
-            "path": rec.path, "size_bytes": rec.size_bytes}
+def artifact_info(rec: ArtifactRecord) -> ArtifactInfo:
+    """The result's ``artifact`` block for a record (what the host knows of the file)."""
+    return ArtifactInfo(sha256=rec.sha256, format=rec.format, precision=rec.precision, layout=rec.layout,
+                        path=rec.path, size_bytes=rec.size_bytes)
 
 
-def failed_result(target: str, rec: Optional[ArtifactRecord], error: str) -> dict:
+def failed_result(target: str, rec: Optional[ArtifactRecord], error: str) -> BenchmarkResult:
     """A benchmark result that says what failed (same keys as a good one, values null)."""
-    return {"target": target, "artifact": _artifact_info(rec) if rec else None, "device": None,
-            "latency_ms": None, "memory_mb": None, "energy": None, "thermal": None, "runs": 0,
-            "status": "failed", "error": error}
+    return BenchmarkResult.failed(target, artifact_info(rec) if rec else None, error)
 
 
 class DeviceSession:
@@ -336,7 +336,7 @@ class DeviceSession:
 
     def bench(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
               inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
-              delegate: Optional[str] = None, op_profiling: bool = False, ops: bool = False) -> dict:
+              delegate: Optional[str] = None, op_profiling: bool = False, ops: bool = False) -> BenchmarkResult:
         """Benchmark one artifact; never raises for a device-side failure (status "failed").
 
         ``ops``: also a per-operator profile (``result["ops"]``, :mod:`edgecompress.device.ops`;
@@ -363,20 +363,19 @@ class DeviceSession:
                     if self.native is not None:
                         result = self.native.bench(rec, measure=m, delegate=delegate,
                                                    op_profiling=op_profiling or ops)
-                        result["artifact"] = _artifact_info(rec)
-                        if result.get("op_profile"):
+                        if result.extra.get("op_profile"):
                             from ..device.ops import from_node_type_table
 
-                            result["ops"] = from_node_type_table(result["op_profile"], delegate)
-                        return result
-                    result = self._bench(rec, path, m, p, inputs, input_layout, ops)
-                    if delegate or op_profiling:
-                        result["note"] = "; ".join(filter(None, [result.get("note"), (
-                            "delegate / op profiling apply to native mode (benchmark_model); the Python "
-                            "runner measured the runtime's default CPU path")]))
+                            result.ops = from_node_type_table(result.extra["op_profile"], delegate)
+                    else:
+                        result = self._bench(rec, path, m, p, inputs, input_layout, ops)
+                        if delegate or op_profiling:
+                            result.add_note("delegate / op profiling apply to native mode (benchmark_model); the "
+                                            "Python runner measured the runtime's default CPU path")
+                    result.target, result.artifact = self.target.name, artifact_info(rec)
+                    result.add_note(self.lock_message)
                     if attempt:
-                        result["note"] = "; ".join(filter(None, [result.get("note"), (
-                            f"measured again after the connection was lost {attempt} time(s): {last}")]))
+                        result.add_note(f"measured again after the connection was lost {attempt} time(s): {last}")
                     return result
                 except TransportError as e:
                     if not isinstance(e, ConnectionLost):
@@ -420,17 +419,14 @@ class DeviceSession:
             argv += ["--inputs", io_in, "--outputs", io_out]
         try:
             res = self.transport.run([str(a) for a in argv], timeout=m.timeout_s)
-            doc = self._parse(res, m)
-            result = {"target": self.target.name, "artifact": _artifact_info(rec), **doc}
-            if self.lock_message:
-                result["note"] = self.lock_message
-            if io_out and result.get("status") == "ok":
+            result = self._parse(res, m)
+            if io_out and result.ok:
                 import numpy as np
 
                 with tempfile.TemporaryDirectory() as tmp:
                     local = Path(tmp) / "out.npy"
                     self.transport.get(io_out, local)
-                    result["outputs"] = np.load(local)
+                    result.outputs = np.load(local)
             return result
         finally:
             if io_in:
@@ -440,7 +436,7 @@ class DeviceSession:
                 except EdgeCompressError as e:
                     log.warning("%s: could not remove %s: %s", self.target.name, io_in, e)
 
-    def _parse(self, res, m: Measure) -> dict:
+    def _parse(self, res, m: Measure) -> BenchmarkResult:
         steps = re.findall(r"^step: (\S+)", res.stderr, re.M)
         step = steps[-1] if steps else "start"
         if res.timed_out:
@@ -452,20 +448,19 @@ class DeviceSession:
                     "kernel's OOM killer): check free memory or the memory limit there") if res.signal == "SIGKILL" else ""
             raise BenchmarkError(f"step 'bench/{step}': the runner gave no result: {res.describe()}{hint}")
         try:
-            doc = json.loads(lines[-1])
-        except json.JSONDecodeError as e:
+            result = BenchmarkResult.from_dict(json.loads(lines[-1]), where="the runner's result",
+                                               require_protocol=True)
+        except (json.JSONDecodeError, ResultError) as e:
             raise BenchmarkError(f"step 'bench/{step}': unreadable runner output: {e}") from e
-        doc.pop("artifact", None)
-        doc.pop("protocol", None)
-        if doc.get("status") != "ok" and not doc.get("error"):
-            doc["error"] = res.describe()
-        return doc
+        if not result.ok and not result.error:
+            result.error = res.describe()
+        return result
 
 
 def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = None, warmup: Optional[int] = None,
               threads: Optional[int] = None, min_seconds: Optional[float] = None, inputs=None,
               trust_new_host: bool = False, lock_timeout_s: float = 600, delegate: Optional[str] = None,
-              op_profiling: bool = False, ops: bool = False) -> list[dict]:
+              op_profiling: bool = False, ops: bool = False) -> list[BenchmarkResult]:
     """Deploy ``artifacts`` (files, manifests or records) to ``target`` and measure each.
 
     One connection, one lock; artifacts are synced first. A failure to reach the device

@@ -12,7 +12,7 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
 
   stdout: ONE JSON document (nothing else is ever printed there)::
 
-    {"protocol": 1, "status": "ok"|"failed", "error": null|"...", "step": "...",
+    {"protocol": 1, "status": "ok"|"failed", "error": null|"...", "step": "...", "mode": "python",
      "artifact": {"path", "format", "size_bytes"},
      "device": {"arch", "os", "python", "runtime", "threads", "cpu_count"},
      "latency_ms": {"import", "load", "first", "mean", "p50", "p90", "p99", "std", "min", "max", "samples": [...]},
@@ -25,8 +25,13 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
      "runs": N, "warmup": N, "inputs": [{"name", "shape", "dtype", ...}], "outputs_written": bool,
      "stable": bool, "stability": {"reasons", "drift_pct", "cpu_share", ...},   # device/stats.py
      "valid": bool, "validity": {"runs", "seconds", "min_runs", "min_seconds", "mlperf_minimums"},
-     "ops": [{"name", "op_type", "ms", "where"}]}                             # with --ops (device/ops.py)
+     "ops": [{"name", "op_type", "ms", "where"}],                             # with --ops (device/ops.py)
+     "notes": [...]}
   latency_ms also carries "cv" and "p50_ci" ([low, high], 95 %, order statistics).
+
+  The document is a :class:`~edgecompress.device.result.BenchmarkResult` (``to_dict()``); the host
+  reads it back with ``BenchmarkResult.from_dict(..., require_protocol=True)``, which refuses a
+  protocol it does not speak.
 
   Exit status 0 when status is "ok", 1 when "failed" (the JSON still says why and at which
   step), 2 for bad arguments. stderr carries ``step: NAME`` progress lines, so a host that
@@ -66,8 +71,7 @@ import time
 
 from . import meters as meters_mod
 from . import stats, thermal
-
-PROTOCOL = 1
+from .result import PROTOCOL, ArtifactInfo, BenchmarkResult, DeviceInfo, Energy, Latency, Memory, Thermal
 RUNTIME_DISTS = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow")
 RUNTIME_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime",
                    "onnxruntime": "onnxruntime", "tensorflow": "tensorflow"}
@@ -116,25 +120,25 @@ def _step(name: str) -> None:
 
 
 # -- bench ------------------------------------------------------------------------------
-def bench(a) -> dict:
-    doc: dict = {"protocol": PROTOCOL, "status": "failed", "error": None, "step": "start",
-                 "artifact": {"path": a.model, "format": os.path.splitext(a.model)[1].lstrip("."),
-                              "size_bytes": os.path.getsize(a.model) if os.path.exists(a.model) else None}}
+def bench(a) -> BenchmarkResult:
+    res = BenchmarkResult(mode="python", status="failed", step="start", artifact=ArtifactInfo(
+        path=a.model, format=os.path.splitext(a.model)[1].lstrip("."),
+        size_bytes=os.path.getsize(a.model) if os.path.exists(a.model) else None))
     try:
-        _bench(a, doc)
-        doc["status"], doc["step"] = "ok", "done"
+        _bench(a, res)
+        res.status, res.step = "ok", "done"
     except Exception as e:  # noqa: BLE001 - any failure is reported in the JSON with its step
-        doc["error"] = f"{doc['step']}: {type(e).__name__}: {e}"
-    return doc
+        res.error = f"{res.step}: {type(e).__name__}: {e}"
+    return res
 
 
-def _bench(a, doc: dict) -> None:
+def _bench(a, res: BenchmarkResult) -> None:
     import numpy as np
 
     from . import runtimes
 
     def step(name):
-        doc["step"] = name
+        res.step = name
         _step(name)
 
     baseline = _status_kb("VmRSS")
@@ -146,9 +150,9 @@ def _bench(a, doc: dict) -> None:
         raise FileNotFoundError(f"no artifact at {a.model}")
     import_s = runtimes.import_runtime(a.model)
     model, load_s = runtimes.load(a.model, a.threads, a.layout)
-    doc["device"] = {"arch": platform.machine(), "os": _os_name(), "python": platform.python_version(),
-                     "runtime": model.runtime, "threads": a.threads, "cpu_count": os.cpu_count()}
-    doc["inputs"] = [t.to_dict() for t in model.inputs]
+    res.device = DeviceInfo(arch=platform.machine(), os=_os_name(), python=platform.python_version(),
+                            runtime=model.runtime, threads=a.threads, extra={"cpu_count": os.cpu_count()})
+    res.inputs = [t.to_dict() for t in model.inputs]
     step("first")
     model.feed(model.random_inputs())
     t0 = time.perf_counter()
@@ -203,39 +207,40 @@ def _bench(a, doc: dict) -> None:
     after = thermal.snapshot(root)
     peak = _status_kb("VmHWM")
     ms = [s * 1000.0 for s in samples]
-    doc["latency_ms"] = {"import": import_s * 1000.0, "load": load_s * 1000.0, "first": first_s * 1000.0, **stats.summarize(ms),
-                         "samples": ms}
-    doc["runs"], doc["warmup"] = n, a.warmup
+    res.latency_ms = Latency.from_dict({"import": import_s * 1000.0, "load": load_s * 1000.0,
+                                        "first": first_s * 1000.0, **stats.summarize(ms), "samples": ms})
+    res.runs, res.warmup = n, a.warmup
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    doc["cpu"] = {"ms_per_inference": cpu_s / n * 1000.0, "utilization": cpu_s / wall if wall > 0 else None}
-    doc.update(stats.assess(ms, wall_s=wall, cpu_s=cpu_s, threads=a.threads,
-                            min_runs=a.runs, min_seconds=a.min_seconds,
-                            quota=stats.cpu_quota()))
-    doc["memory_mb"] = {"baseline_rss": baseline, "peak_rss": peak,
-                        "delta": (peak - baseline) if peak is not None and baseline is not None else None}
-    doc["energy"] = meters_mod.energy_block(meter, load_j=run_j, load_s=run_s, idle_w=idle_w, n=n,
-                                            mean_latency_s=doc["latency_ms"]["mean"] / 1000.0,
-                                            model_idle_w=a.idle_w, model_load_w=a.load_w, note=note,
-                                            unavailable=unavailable)
-    doc["thermal"] = thermal.report(before, after)
-    if doc["thermal"].get("throttled"):
-        doc["stable"] = False
-        doc["stability"]["throttled"] = True
-        doc["stability"]["reasons"].append("the device reported CPU throttling during the runs")
+    res.cpu = {"ms_per_inference": cpu_s / n * 1000.0, "utilization": cpu_s / wall if wall > 0 else None}
+    verdict = stats.assess(ms, wall_s=wall, cpu_s=cpu_s, threads=a.threads, min_runs=a.runs,
+                           min_seconds=a.min_seconds, quota=stats.cpu_quota())
+    res.stable, res.stability = verdict["stable"], verdict["stability"]
+    res.valid, res.validity = verdict["valid"], verdict["validity"]
+    res.memory_mb = Memory(baseline_rss=baseline, peak_rss=peak,
+                           delta=(peak - baseline) if peak is not None and baseline is not None else None)
+    res.energy = Energy.from_dict(meters_mod.energy_block(
+        meter, load_j=run_j, load_s=run_s, idle_w=idle_w, n=n, mean_latency_s=res.latency_ms.mean / 1000.0,
+        model_idle_w=a.idle_w, model_load_w=a.load_w, note=note, unavailable=unavailable))
+    res.thermal = Thermal.from_dict(thermal.report(before, after))
+    if res.thermal.throttled:
+        res.stable = False
+        res.stability["throttled"] = True
+        res.stability["reasons"].append("the device reported CPU throttling during the runs")
     if a.ops:
         step("ops")
         from . import ops as ops_mod
 
         try:
-            doc["ops"], extra = ops_mod.profile(model, a.model, a.threads, runs=a.ops_runs)
-            doc.update(extra)
+            res.ops, extra = ops_mod.profile(model, a.model, a.threads, runs=a.ops_runs)
+            res.extra.update(extra)
         except Exception as e:  # noqa: BLE001 - a profile that fails never loses the measurement
-            doc["ops"], doc["ops_error"] = [], f"{type(e).__name__}: {e}"
-    doc["outputs_written"] = False
+            res.ops = []
+            res.extra["ops_error"] = f"{type(e).__name__}: {e}"
+    res.outputs_written = False
     if a.inputs:
         step("outputs")
         _outputs(model, a, np)
-        doc["outputs_written"] = True
+        res.outputs_written = True
 
 
 def _outputs(model, a, np) -> None:
@@ -426,7 +431,7 @@ def main(argv=None) -> int:
             parser().error("--inputs needs --outputs")
         if a.runs < 1 or a.threads < 1 or a.warmup < 0 or a.min_seconds < 0:
             parser().error("--runs and --threads must be >= 1, --warmup and --min-seconds >= 0")
-        doc = bench(a)
+        doc = bench(a).to_dict()
     out.write(json.dumps(doc) + "\n")
     out.flush()
     return 0 if doc.get("status", "ok") == "ok" else 1

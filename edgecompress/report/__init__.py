@@ -133,11 +133,11 @@ def _row_from_result(run_id: str, r: dict) -> Row:
     from ..device.stats import median_ci
 
     res = r["result"]
-    fid = res.get("fidelity") or {}
-    lat = res.get("latency_ms") or {}
+    fid = res.fidelity or {}
+    lat = res.latency_ms
     samples = [float(s) for s in r["samples"]]
-    ci = lat.get("p50_ci") or (list(median_ci(samples)) if samples else None)
-    cv = lat.get("cv")
+    ci = (lat.p50_ci if lat is not None else None) or (list(median_ci(samples)) if samples else None)
+    cv = lat.cv if lat is not None else None
     if cv is None and len(samples) > 1:
         import statistics
 
@@ -151,10 +151,10 @@ def _row_from_result(run_id: str, r: dict) -> Row:
                reference_accuracy=_num(r["fid_reference_accuracy"]),
                top1_agreement=_num(r["fid_top1_agreement"]), cosine=_num(fid.get("cosine")),
                fidelity_samples=r["fid_samples"], runtime=r["runtime"], threads=r["threads"], runs=r["runs"],
-               samples=samples, p50_ci=ci, cv=cv, stable=res.get("stable"),
-               stability_reasons=list((res.get("stability") or {}).get("reasons") or []), valid=res.get("valid"),
-               emulated=bool(res.get("emulated") or (res.get("device") or {}).get("emulated")),
-               ops=list(res.get("ops") or []))
+               samples=samples, p50_ci=ci, cv=cv, stable=res.stable,
+               stability_reasons=list((res.stability or {}).get("reasons") or []), valid=res.valid,
+               emulated=bool(res.emulated or (res.device is not None and res.device.get("emulated"))),
+               ops=list(res.ops or []))
 
 
 def rows_for_run(store: ResultsStore, run: RunInfo) -> tuple[list[Row], list[dict]]:

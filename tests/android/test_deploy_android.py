@@ -51,11 +51,11 @@ def tflite_file(tmp_path):
 
 def test_benchmark_native_target_through_deploy(native_target, fake_phone, tflite_file):
     [r] = benchmark("pixel8-adb", [tflite_file], targets_file=native_target, runs=20, warmup=2)
-    assert r["status"] == "ok", r["error"]
-    assert r["target"] == "pixel8-adb" and r["artifact"]["precision"] == "int8"
-    assert r["latency_ms"]["mean"] == pytest.approx(56.2658) and r["memory_mb"]["peak_rss"] == pytest.approx(93.2383)
-    assert "--num_runs=20" in r["command"] and "--warmup_runs=2" in r["command"]
-    assert r["energy"]["method"] == "measured" and r["energy"]["avg_power_w"] == pytest.approx(WATTS, rel=0.01)
+    assert r.status == "ok", r.error
+    assert r.target == "pixel8-adb" and r.artifact.precision == "int8"
+    assert r.latency_ms.mean == pytest.approx(56.2658) and r.memory_mb.peak_rss == pytest.approx(93.2383)
+    assert "--num_runs=20" in r.extra["command"] and "--warmup_runs=2" in r.extra["command"]
+    assert r.energy.method == "measured" and r.energy.avg_power_w == pytest.approx(WATTS, rel=0.01)
     lock_dir = fake_phone.path(f"{DEVICE_ROOT}/lock.d")
     assert not lock_dir.exists()                     # released when the session closed
 
@@ -78,7 +78,7 @@ def test_missing_binary_fails_every_artifact_with_the_reason(tmp_path, fake_phon
     inv = _inventory(tmp_path, name="p", profile="pixel-8", transport="adb", serial=fake_phone.serial,
                      mode="native", benchmark_model=str(tmp_path / "nope"))
     [r] = benchmark("p", [tflite_file], targets_file=inv)
-    assert r["status"] == "failed" and "does not exist" in r["error"] and "android_aarch64" in r["error"]
+    assert r.status == "failed" and "does not exist" in r.error and "android_aarch64" in r.error
 
 
 def test_python_path_over_adb_runs_the_real_runner(tmp_path, fake_phone, digits_artifacts):
@@ -92,10 +92,10 @@ def test_python_path_over_adb_runs_the_real_runner(tmp_path, fake_phone, digits_
 
         r = s.bench(digits_artifacts["onnx"], measure=Measure(warmup=2, runs=20, min_seconds=0, threads=1),
                     inputs=x)
-    assert r["status"] == "ok", r.get("error")
-    assert len(r["latency_ms"]["samples"]) == 20 and r["latency_ms"]["p99"] > 0
+    assert r.status == "ok", r.error
+    assert len(r.latency_ms.samples) == 20 and r.latency_ms.p99 > 0
     ref = digits_artifacts["torch"](__import__("torch").from_numpy(x)).detach().numpy()
-    assert np.abs(r.pop("outputs") - ref).max() < 1e-4
+    assert np.abs(r.outputs - ref).max() < 1e-4
     assert fake_phone.path(f"{DEVICE_ROOT}/blobs").is_dir()
 
 
@@ -121,13 +121,13 @@ def test_termux_over_ssh_with_android_profile(lab_sshd, digits_artifacts, reques
     with DeviceSession(target) as s:
         r = s.bench(digits_artifacts["tflite"], measure=Measure(warmup=2, runs=30, min_seconds=0.5, threads=2),
                     inputs=digits_artifacts["x"][:50], input_layout="NCHW")
-    assert r["status"] == "ok", r.get("error")
-    assert r["target"] == "termux-phone" and r["artifact"]["format"] == "tflite"
-    assert len(r["latency_ms"]["samples"]) >= 30 and r["latency_ms"]["mean"] > 0
-    top1 = r.pop("outputs").argmax(axis=1)
+    assert r.status == "ok", r.error
+    assert r.target == "termux-phone" and r.artifact.format == "tflite"
+    assert len(r.latency_ms.samples) >= 30 and r.latency_ms.mean > 0
+    top1 = r.outputs.argmax(axis=1)
     assert (top1 == digits_artifacts["y"][:50]).mean() >= 0.9        # the trained model, on the device
-    assert r["energy"]["method"] == "measured" and r["energy"]["source"] == "android-battery", r["energy"]
-    assert r["energy"]["avg_power_w"] == pytest.approx(WATTS, rel=0.01)
+    assert r.energy.method == "measured" and r.energy.source == "android-battery", r.energy
+    assert r.energy.avg_power_w == pytest.approx(WATTS, rel=0.01)
 
 
 def test_cli_bench_asks_native_mode_for_a_delegate_and_op_profiling(native_target, fake_phone, tflite_file,
@@ -142,7 +142,7 @@ def test_cli_bench_asks_native_mode_for_a_delegate_and_op_profiling(native_targe
     [r] = _json.loads(capsys.readouterr().out)
     assert rc == 0 and r["status"] == "ok", r["error"]
     assert "--use_gpu=true" in r["command"] and "--enable_op_profiling=true" in r["command"]
-    assert r["device"]["delegate"] == "gpu"
+    assert r["device"]["delegate"] == "gpu" and r["protocol"] == 1 and r["op_profile"]
     assert main(["bench", str(tflite_file), "--target", "pixel8-adb", "--targets", native_target,
                  "--delegate", "hexagn"]) == 2
     err = capsys.readouterr().err

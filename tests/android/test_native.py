@@ -68,24 +68,24 @@ def test_native_result_from_real_capture_with_measured_battery_energy(tmp_path, 
     it runs: energy per inference is the power the run adds over the idle baseline x latency."""
     nb = _bench(tmp_path, fake_phone, load_ua=LOAD_UA)
     r = nb.bench(model)
-    assert r["status"] == "ok", r["error"]
-    assert r["mode"] == "native" and r["artifact"]["precision"] == "int8"
-    assert r["device"]["arch"] == "arm64-v8a" and r["device"]["os"] == "Android 14 (API 34)"
-    assert r["device"]["delegate"] == "xnnpack"        # first of pixel-8's delegates
-    lat = r["latency_ms"]
+    assert r.status == "ok", r.error
+    assert r.mode == "native" and r.artifact.precision == "int8"
+    assert r.device.arch == "arm64-v8a" and r.device.os == "Android 14 (API 34)"
+    assert r.device.extra["delegate"] == "xnnpack"        # first of pixel-8's delegates
+    lat = r.latency_ms.to_dict()
     assert lat["mean"] == pytest.approx(1240.27) and lat["p50"] == pytest.approx(1239.807)
     assert lat["p90"] is None and lat["p99"] is None and lat["samples"] is None
     assert lat["p95"] == pytest.approx(1247.415) and lat["load"] == pytest.approx(5.579)
-    assert r["memory_mb"]["delta"] == pytest.approx(109.832) and r["runs"] == 50
-    assert any("p90 and p99 are null" in n for n in r["notes"])
-    assert any("samples is null" in n for n in r["notes"])
+    assert r.memory_mb.delta == pytest.approx(109.832) and r.runs == 50
+    assert any("p90 and p99 are null" in n for n in r.notes)
+    assert any("samples is null" in n for n in r.notes)
     # the flags reached the binary, the graph was the pushed artifact
     argv = _argv(fake_phone)
     assert argv[0].startswith(f"--graph={DEVICE_ROOT}/blobs/") and argv[0].endswith(".tflite")
     assert "--num_threads=4" in argv and "--use_xnnpack=true" in argv
     # energy: the shell loop sampled the idle stand-in battery (-450000 uA, 3850000 uV) for a moment,
     # then the run (-1200000 uA while the stand-in binary ran); the idle power is subtracted
-    e = r["energy"]
+    e = r.energy.to_dict()
     assert e["method"] == "measured" and e["source"] == "android-battery"
     assert e["idle_power_w"] == pytest.approx(WATTS, rel=0.01) and e["idle_samples"] >= 5
     assert e["avg_power_w"] == pytest.approx(LOAD_WATTS, rel=0.01)
@@ -93,13 +93,13 @@ def test_native_result_from_real_capture_with_measured_battery_energy(tmp_path, 
     assert e["mj_per_inference"] == pytest.approx((LOAD_WATTS - WATTS) * 1240.27, rel=0.01)
     assert e["samples"] >= 3 and e["units"] == {"current": "uA", "voltage": "uV"}
     assert e["sign_convention"] == "negative while discharging"
-    assert r["thermal"]["temp_c_before"] == pytest.approx(41.0) and r["thermal"]["throttled"] is False
+    assert r.thermal.temp_c_before == pytest.approx(41.0) and r.thermal.throttled is False
 
 
 def test_vendor_units_and_sign_give_the_same_watts(tmp_path, fake_phone, model):
     fake_phone.set_battery(current_now=450, voltage_now=3850, status="Discharging")   # mA, mV, positive
     r = _bench(tmp_path, fake_phone, load_ua=1200).bench(model)                       # 1200 mA under load
-    e = r["energy"]
+    e = r.energy.to_dict()
     assert e["units"] == {"current": "mA", "voltage": "mV"}
     assert e["sign_convention"] == "positive while discharging"
     assert e["idle_power_w"] == pytest.approx(WATTS, rel=0.01)
@@ -116,21 +116,21 @@ def test_energy_unavailable_while_charging(tmp_path, fake_phone, model, how):
     else:
         fake_phone.set_battery(current_now=900000, voltage_now=4300000, status="Charging")
     r = _bench(tmp_path, fake_phone, sleep_s=0.1).bench(model)
-    assert r["status"] == "ok"
-    assert r["energy"]["method"] == "unavailable" and r["energy"]["avg_power_w"] is None
-    assert ("usb online = 1" in r["energy"]["reason"]) if how == "usb-online" else \
-        ("'Charging'" in r["energy"]["reason"])
-    assert r["latency_ms"]["mean"] == pytest.approx(1240.27)       # latency still measured
+    assert r.status == "ok"
+    assert r.energy.method == "unavailable" and r.energy.avg_power_w is None
+    assert ("usb online = 1" in r.energy.extra["reason"]) if how == "usb-online" else \
+        ("'Charging'" in r.energy.extra["reason"])
+    assert r.latency_ms.mean == pytest.approx(1240.27)       # latency still measured
 
 
 def test_throttling_flagged_from_cpu_frequency_caps(tmp_path, fake_phone, model):
     fake_phone.set_cpufreq([(1704000, 1704000, 1704000)] * 4 + [(1180000, 1180000, 2367000)] * 4)
     fake_phone.set_thermal([("cpu-1-0-usr", 78500), ("battery", 36000)])
     r = _bench(tmp_path, fake_phone, "info_peak_memory.txt", sleep_s=0.1).bench(model)
-    th = r["thermal"]
+    th = r.thermal.to_dict()
     assert th["throttled"] is True and th["temp_c_before"] == pytest.approx(78.5)
     assert any("cpu4 capped at 1180000 kHz of 2367000 kHz (50 %)" in d for d in th["throttle_detail"])
-    assert r["memory_mb"]["peak_rss"] == pytest.approx(93.2383)
+    assert r.memory_mb.peak_rss == pytest.approx(93.2383)
 
 
 def test_pushes_by_hash_once_and_old_format_with_op_profiling(tmp_path, fake_phone, model):
@@ -140,10 +140,10 @@ def test_pushes_by_hash_once_and_old_format_with_op_profiling(tmp_path, fake_pho
     assert sent == model.stat().st_size + nb.binary.stat().st_size
     second = nb.bench(model, op_profiling=True, delegate="cpu")
     assert nb.bytes_sent == sent                        # nothing sent twice
-    assert first["latency_ms"]["mean"] == second["latency_ms"]["mean"] == pytest.approx(394.183)
-    assert first["latency_ms"]["p50"] is None
-    assert any("prints no percentiles" in n for n in first["notes"])
-    assert first["op_profile"][0] == {"node_type": "CONV_2D", "count": 15, "avg_ms": 322.055, "percent": 81.73,
+    assert first.latency_ms.mean == second.latency_ms.mean == pytest.approx(394.183)
+    assert first.latency_ms.p50 is None
+    assert any("prints no percentiles" in n for n in first.notes)
+    assert first.extra["op_profile"][0] == {"node_type": "CONV_2D", "count": 15, "avg_ms": 322.055, "percent": 81.73,
                                       "cdf_percent": 81.73, "mem_kb": 0.0, "times_called": 15}
     assert "--enable_op_profiling=true" in _argv(fake_phone) and "--use_xnnpack=false" in _argv(fake_phone)
     blobs = sorted(p.name for p in fake_phone.path(f"{DEVICE_ROOT}/blobs").iterdir())
@@ -153,11 +153,11 @@ def test_pushes_by_hash_once_and_old_format_with_op_profiling(tmp_path, fake_pho
 def test_failures_become_failed_results(tmp_path, fake_phone, model):
     crash = "#!/bin/sh\necho 'INFO: STARTING!'\necho 'ERROR: Failed to load model' >&2\nexit 1\n"
     r = _bench(tmp_path, fake_phone, script=crash).bench(model)
-    assert r["status"] == "failed" and "Failed to load model" in r["error"]
+    assert r.status == "failed" and "Failed to load model" in r.error
     onnx = tmp_path / "model.fp32.onnx"
     onnx.write_bytes(b"onnx")
     r = _bench(tmp_path, fake_phone).bench(onnx)
-    assert r["status"] == "failed" and "runs .tflite files" in r["error"]
+    assert r.status == "failed" and "runs .tflite files" in r.error
 
 
 def test_older_binary_without_peak_memory_flag_is_rerun_without_it(tmp_path, fake_phone, model):
@@ -167,10 +167,10 @@ def test_older_binary_without_peak_memory_flag_is_rerun_without_it(tmp_path, fak
              f"echo 'Unconsumed cmdline flags: --report_peak_memory_footprint=true'; exit 1;; esac; done\n"
              f"cat <<'EOF'\n{capture('mid_plain_peak_op_profiling.txt')}EOF\n")
     r = _bench(tmp_path, fake_phone, script=picky).bench(model)
-    assert r["status"] == "ok", r["error"]
-    assert r["latency_ms"]["mean"] == pytest.approx(11.0404)
-    assert "--report_peak_memory_footprint=true" not in r["command"]
-    assert any("does not know --report_peak_memory_footprint" in n for n in r["notes"])
+    assert r.status == "ok", r.error
+    assert r.latency_ms.mean == pytest.approx(11.0404)
+    assert "--report_peak_memory_footprint=true" not in r.extra["command"]
+    assert any("does not know --report_peak_memory_footprint" in n for n in r.notes)
 
 
 def test_battery_loop_ends_when_its_shell_is_killed(tmp_path, fake_phone):

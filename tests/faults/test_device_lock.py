@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from edgecompress.deploy import DeviceSession, benchmark
+from edgecompress.device.result import BenchmarkResult
 
 from .conftest import wait_for
 
@@ -54,13 +55,13 @@ def test_two_processes_benchmarking_one_device_are_serialized(make_device, fault
     stop.set()
     th.join()
     assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
-    results = [json.loads(o[0])[0] for o in outs]
+    results = [BenchmarkResult.from_dict(json.loads(o[0])[0]) for o in outs]
     waited = [o[1] for o in outs if "is busy: device lock held by pid" in o[1]]
     assert len(waited) == 1, [o[1][-500:] for o in outs]
     assert f"waiting up to" in waited[0]
     assert most[0] == 1, f"{most[0]} benchmarks ran on the device at once"
-    assert all(r["status"] == "ok" and r["runs"] >= 5 for r in results)
-    p50 = sorted(r["latency_ms"]["p50"] for r in results)
+    assert all(r.status == "ok" and r.runs >= 5 for r in results)
+    p50 = sorted(r.latency_ms.p50 for r in results)
     assert p50[1] < 3 * p50[0], p50          # neither measured while the other was loading the CPU
     outcome(expected="second waits with a message; never two at once",
             observed=f"1 waited; max {most[0]} runner at a time; p50 {p50[0]:.3f}/{p50[1]:.3f} ms")
@@ -73,10 +74,10 @@ def test_waiting_for_the_lock_times_out_with_the_holder_named(make_device, fault
         [res] = benchmark(dev.target, [fault_artifacts["digits"]], runs=5, warmup=1, min_seconds=0,
                           lock_timeout_s=1)
         took = time.monotonic() - t0
-    assert res["status"] == "failed" and res["latency_ms"] is None
-    assert "step 'lock' timed out after 1 s" in res["error"] and f"pid {os.getpid()}" in res["error"], res["error"]
+    assert res.status == "failed" and res.latency_ms is None
+    assert "step 'lock' timed out after 1 s" in res.error and f"pid {os.getpid()}" in res.error, res.error
     assert took < 10
-    outcome(expected="time-out with a message naming the holder", observed=res["error"][:90] + "...")
+    outcome(expected="time-out with a message naming the holder", observed=res.error[:90] + "...")
 
 
 HOLDER = textwrap.dedent("""

@@ -30,8 +30,8 @@ def test_full_disk_fails_one_artifact_cleanly_and_keeps_the_rest(make_device, fa
         free_mb = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize / 1e6
     finally:
         umount(disk)
-    by_name = {Path(r["artifact"]["path"]).name: r for r in results}
-    assert [r["status"] for r in results] == ["ok", "failed", "ok"], [r["error"] for r in results]
+    by_name = {Path(r.artifact.path).name: r for r in results}
+    assert [r.status for r in results] == ["ok", "failed", "ok"], [r.error for r in results]
     err = by_name["big.fp32.onnx"]["error"]
     assert "disk is full" in err and "MB free in" in err and "needs 2.10 MB" in err and "step 'upload'" in err, err
     assert by_name["big.fp32.onnx"]["latency_ms"] is None

@@ -27,12 +27,12 @@ def test_a_model_that_never_returns_is_killed_at_the_time_out(make_device, fault
         took = time.monotonic() - t0
         left = device_processes(dev, "bench --model")
         good = s.bench(fault_artifacts["digits"], measure=tiny_measure(), inputs=fault_artifacts["x"])
-    assert hung["status"] == "failed" and hung["latency_ms"] is None
-    assert "step 'bench/first' timed out after 2 s" in hung["error"] and "process group was killed" in hung["error"]
+    assert hung.status == "failed" and hung.latency_ms is None
+    assert "step 'bench/first' timed out after 2 s" in hung.error and "process group was killed" in hung.error
     assert took < 2 + 6
     assert left == [], f"left running on the device: {left}"
-    assert good["status"] == "ok"
-    np.testing.assert_allclose(good["outputs"], fault_artifacts["reference"], rtol=1e-4, atol=1e-5)
+    assert good.status == "ok"
+    np.testing.assert_allclose(good.outputs, fault_artifacts["reference"], rtol=1e-4, atol=1e-5)
     outcome(expected="killed at time-out, nothing left, others go on",
             observed=f"failed after {took:.1f} s at bench/first; 0 processes left; next artifact ok")
 
@@ -55,10 +55,10 @@ def test_a_runner_that_segfaults_is_reported_with_signal_and_stderr(make_device,
         threading.Thread(target=crash, daemon=True).start()
         crashed = s.bench(fault_artifacts["small"], measure=tiny_measure(min_seconds=20, timeout_s=40))
         good = s.bench(fault_artifacts["digits"], measure=tiny_measure(), inputs=fault_artifacts["x"])
-    assert crashed["status"] == "failed" and crashed["latency_ms"] is None
-    err = crashed["error"]
+    assert crashed.status == "failed" and crashed.latency_ms is None
+    err = crashed.error
     assert "killed by SIGSEGV" in err and "step: measure" in err and "bench/measure" in err, err
-    assert good["status"] == "ok" and good["runs"] >= 5
+    assert good.status == "ok" and good.runs >= 5
     outcome(expected="reported as SIGSEGV with stderr tail; others go on", observed=err[:90] + "...")
 
 
@@ -73,9 +73,9 @@ def test_a_runner_killed_for_memory_is_reported_as_such(make_device, fault_artif
     with DeviceSession(dev.target) as s:
         oom = s.bench(fault_artifacts["oom"], measure=tiny_measure(timeout_s=60))
         good = s.bench(fault_artifacts["digits"], measure=tiny_measure(), inputs=fault_artifacts["x"])
-    assert oom["status"] == "failed" and oom["latency_ms"] is None
-    err = oom["error"]
+    assert oom.status == "failed" and oom.latency_ms is None
+    err = oom.error
     assert "killed by SIGKILL" in err and "out of memory" in err and "step 'bench/first'" in err, err
-    assert good["status"] == "ok"
-    np.testing.assert_allclose(good["outputs"], fault_artifacts["reference"], rtol=1e-4, atol=1e-5)
+    assert good.status == "ok"
+    np.testing.assert_allclose(good.outputs, fault_artifacts["reference"], rtol=1e-4, atol=1e-5)
     outcome(expected="reported as killed (OOM) with step; others go on", observed=err[:90] + "...")

@@ -27,7 +27,7 @@ def test_run_round_trips_every_metric_and_raw_samples(tmp_path, measured, store_
             assert row["size_bytes"] == res["artifact"]["size_bytes"]
             assert row["energy_method"] == "estimated"
             assert row["fid_accuracy"] == pytest.approx(res["fidelity"]["accuracy"])
-            assert row["result"]["latency_ms"]["p90"] == pytest.approx(res["latency_ms"]["p90"])
+            assert row["result"].latency_ms.p90 == pytest.approx(res["latency_ms"]["p90"])
         arts = store.artifacts(run_id)
         assert {a["key"] for a in arts} == {"fp32.onnx", "dynamic.onnx"}
         assert all(a["path"].startswith(str(measured["folder"])) for a in arts)
