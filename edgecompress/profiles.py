@@ -51,6 +51,18 @@ class ArtifactSpec(Strict):
     format: Format
     precision: Precision
     calibration: Calibration = "minmax"
+    # static INT8 ONNX only (what `tune` searches; the defaults are the profile's usual artifact)
+    per_channel: bool = True
+    activation_type: Literal["int8", "uint8"] = "int8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    quant_format: Literal["qdq", "qoperator"] = "qdq"
+    keep_float: list[str] = Field([], description="node names left in float (mixed precision)")
+
+    def quant_settings(self) -> dict:
+        """The INT8 settings that differ from the defaults (empty for the usual artifact)."""
+        default = {"per_channel": True, "activation_type": "int8", "weight_type": "int8", "quant_format": "qdq",
+                   "keep_float": []}
+        return {k: getattr(self, k) for k, v in default.items() if getattr(self, k) != v}
 
     @property
     def key(self) -> str:
