@@ -9,7 +9,8 @@ The public verbs (imported lazily, so ``import edgecompress`` stays light)::
     load_model(spec, weights=None, input_shape=None) -> LoadedModel
     benchmark(target, artifacts, ...)     -> list[dict]   (benchmark results, DESIGN.md)
     run(model, targets, ...)              -> RunResult    (compress + deploy + measure + store)
-    compare(run_ids=None, db=None)        -> Comparison
+    compare(run_ids=None, db=None)        -> Comparison   (rows, recommendations, checks)
+    tune(model, targets, data=..., trials=20) -> TuneResult (per target: candidates, Pareto, recommended)
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ _VERBS = {
     "benchmark": "edgecompress.deploy",
     "run": "edgecompress.runs",
     "compare": "edgecompress.report",
+    "tune": "edgecompress.tune",
 }
 
 

@@ -21,6 +21,11 @@ def _color(i: int) -> str:
 
 def target_figure(rows: list, title: str) -> bytes:
     """PNG of the four panels for one target's ok rows (sorted by artifact name)."""
+    return _png(target_fig(rows, title))
+
+
+def target_fig(rows: list, title: str):
+    """The figure of :func:`target_figure` (its annotations in ``fig.edgecompress_labels``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -34,14 +39,16 @@ def target_figure(rows: list, title: str) -> bytes:
         for ax in axes:
             ax.text(0.5, 0.5, "no successful results", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
-        return _png(fig)
+        fig.edgecompress_labels = []
+        return fig
     labels = _scatter(axes[0], rows, colors)
     _bars(axes[1], rows, colors, [r.size_bytes / 1024 if r.size_bytes else 0 for r in rows], "size (KB)")
     _energy(axes[2], rows, colors)
     _distribution(axes[3], rows, colors)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     declutter(fig, labels)
-    return _png(fig)
+    fig.edgecompress_labels = labels
+    return fig
 
 
 def _bbox(fig, text):
@@ -77,6 +84,10 @@ def declutter(fig, texts, step_pt: float = 9.0, rounds: int = 60) -> None:
 
 def cross_target_figure(rows: list, recommendations=()) -> bytes:
     """PNG: grouped horizontal bars, one group per artifact, one bar per target (p50, log scale)."""
+    return _png(cross_target_fig(rows, recommendations))
+
+
+def cross_target_fig(rows: list, recommendations=()):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -117,8 +128,9 @@ def cross_target_figure(rows: list, recommendations=()) -> bytes:
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("p50 per artifact on every target (\u2605 = recommended there)", fontsize=9)
     fig.tight_layout()
-    fig._edgecompress_labels = labels        # for the overlap tests
-    return _png(fig)
+    declutter(fig, labels)
+    fig.edgecompress_labels = labels        # for the overlap tests
+    return fig
 
 
 def _png(fig) -> bytes:
