@@ -125,7 +125,12 @@ class Manifest:
 
     @property
     def folder(self) -> Path:
-        assert self.path is not None
+        """The folder the manifest was written to or read from (its artifacts' paths are relative to it)."""
+        if self.path is None:
+            from .errors import UsageError
+
+            raise UsageError(f"manifest of profile {self.profile!r} has no folder: it was never written or read; "
+                             f"call .write(PATH) first, or use Manifest.read(PATH)")
         return self.path.parent
 
     def ok_artifacts(self) -> list[ArtifactRecord]:

@@ -70,3 +70,9 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+#: device agents by target ``mode`` (:mod:`edgecompress.deploy.agents`)
+AGENTS: Registry = Registry("agent")
+AGENTS.register("python", "edgecompress.deploy.agents:PythonAgent", _place=__file__)
+AGENTS.register("native", "edgecompress.deploy.native:NativeAgent", _place=__file__)

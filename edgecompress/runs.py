@@ -144,13 +144,6 @@ def _split(model, data, eval_samples: int, allow_random: bool):
     return ds.split(n - n_eval, n_eval)
 
 
-def _located(artifact, folder: Path):
-    """The artifact record with an absolute path (the manifest's records are relative to its folder)."""
-    import dataclasses
-
-    return dataclasses.replace(artifact, path=str(Path(folder) / artifact.path))
-
-
 def _fidelity(outputs, reference: np.ndarray, labels) -> dict:
     from dataclasses import asdict
 
@@ -197,11 +190,12 @@ class _Runner:
 
     def _work(self, target, profile, out: TargetOutcome) -> None:
         from .deploy import DeviceSession
+        from .deploy.artifacts import manifest_artifacts
 
         self.store.set_target(self.run_id, target.name, status="running", profile=profile.name,
                               transport=target.transport)
         _say(self.progress, target.name, "connect", transport=target.transport)
-        with DeviceSession(target, targets_file=self.targets_file, trust_new_host=self.trust_new_host) as s:
+        with DeviceSession(target, trust_new_host=self.trust_new_host, profile=profile) as s:
             out.device = s.facts()
             self.store.set_target(self.run_id, target.name, status="running", device=out.device)
             _say(self.progress, target.name, "connected", device=out.device)
@@ -211,12 +205,12 @@ class _Runner:
             if self.compress_error:
                 raise EdgeCompressError(f"nothing to deploy: compress failed: {self.compress_error}")
             manifest = self.manifests[profile.name]
-            arts = manifest.ok_artifacts()
+            arts = manifest_artifacts(manifest)
             if not arts:
                 raise EdgeCompressError(f"nothing to deploy: every artifact for profile {profile.name} failed "
                                         "to build (see the compare table)")
             _say(self.progress, target.name, "sync", n=len(arts))
-            s.sync([manifest.folder / a.path for a in arts])
+            s.sync([Path(a.path) for a in arts])
             measure = self.measure(profile)
             for i, a in enumerate(arts, 1):
                 key = f"{a.precision}.{a.format}"
@@ -226,7 +220,7 @@ class _Runner:
                     _say(self.progress, target.name, "result", artifact=key, i=i, n=len(arts), result=prior)
                     continue
                 _say(self.progress, target.name, "bench", artifact=key, i=i, n=len(arts))
-                res = s.bench(_located(a, manifest.folder), measure=measure, inputs=self.held.x,
+                res = s.bench(a, measure=measure, inputs=self.held.x,
                               power=profile.power, input_layout=self.layout, ops=self.ops)
                 outputs, res.outputs = res.outputs, None
                 if res.ok and outputs is not None:
@@ -359,6 +353,14 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
         raise
     finally:
         store.close()
+
+
+def run_farm(model, targets: list, *, farm: str, **kw) -> RunResult:
+    """:func:`run` with the measuring done by farm workers (``--farm URL``, :mod:`edgecompress.farm.submit`):
+    the same arguments plus ``farm`` (the Redis broker), ``artifact_store``, ``worker_wait_s``."""
+    from .farm.submit import run_on_farm
+
+    return run_on_farm(model, targets, farm=farm, **kw)
 
 
 def _resume(store, run_id: str, loaded, overrides: dict) -> tuple[str, dict]:

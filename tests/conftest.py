@@ -83,3 +83,18 @@ def digits_artifacts(tmp_path_factory, torch_digits):
     tflite_path.write_bytes(conv.convert())
     return {"onnx": onnx_path, "tflite": tflite_path, "torch": model,
             "keras_probs": kmodel.predict(xte[:200], verbose=0), "x": x_test[:200], "y": y_test[:200]}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _results_db(tmp_path_factory):
+    """Every test's results store defaults to a file of this session (``benchmark()`` stores its
+    results), never the user's ``~/.local/share/edgecompress/results.db``."""
+    import os
+
+    old = os.environ.get("EDGECOMPRESS_DB")
+    os.environ["EDGECOMPRESS_DB"] = str(tmp_path_factory.mktemp("db") / "results.db")
+    yield
+    if old is None:
+        os.environ.pop("EDGECOMPRESS_DB", None)
+    else:
+        os.environ["EDGECOMPRESS_DB"] = old

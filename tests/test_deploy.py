@@ -85,7 +85,7 @@ def test_corrupted_upload_is_retried_and_never_used(lab_sshd, digits_artifacts, 
         s.transport.put = flaky_put
         stats = s.sync([art])
         s.transport.put = real_put
-        blob = s._blob_path(art)
+        blob = s.blob_path(art)
         check = s.transport.run(["sha256sum", blob]).stdout.split()[0]
         leftovers = s.transport.run(["ls", f"{s.workdir}/tmp"]).stdout
         r = s.bench(art, measure=QUICK)

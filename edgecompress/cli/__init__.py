@@ -24,6 +24,7 @@ COMMANDS = [
     "bench_cmd",
     "tune_cmd",
     "lab_cmd",
+    "farm_cmd",
 ]
 
 

@@ -23,6 +23,9 @@ def add(sub) -> None:
                    help="native mode (benchmark_model): per-op-type timings in the result's op_profile")
     p.add_argument("--ops", action="store_true",
                    help="also profile each artifact per operator on the device (result 'ops'; top ops printed)")
+    p.add_argument("--db", metavar="PATH", help="results database the results are stored in as a run (default: "
+                                                "$EDGECOMPRESS_DB or $XDG_DATA_HOME/edgecompress/results.db)")
+    p.add_argument("--no-store", action="store_true", help="do not store the results")
     p.add_argument("--json", action="store_true", help="print the list of benchmark results as JSON")
     p.set_defaults(func=_bench)
 
@@ -33,17 +36,11 @@ def _num(v, fmt="{:.3f}"):
 
 def _bench(args) -> int:
     from ..deploy import benchmark
-    from ..errors import UsageError
 
-    for name, v in (("--runs", args.runs), ("--threads", args.threads)):
-        if v is not None and v < 1:
-            raise UsageError(f"{name} must be >= 1, got {v}")
-    if args.warmup is not None and args.warmup < 0:
-        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,
-                        op_profiling=args.op_profiling, ops=args.ops)
+                        op_profiling=args.op_profiling, store=not args.no_store, db=args.db, ops=args.ops)
     failed = [r for r in results if not r.ok]
     if args.json:
         print_json([r.to_dict() for r in results])
@@ -58,7 +55,7 @@ def _bench(args) -> int:
         rows.append((f"{(a.precision if a else None) or '?'}.{a.format if a else None}", r.status, _num(lat.p50),
                      _num(lat.mean), _num(lat.p90), r.runs or "", _num(mem.peak_rss, "{:.1f}"),
                      energy, (r.error or "")[:90]))
-    print(f"target {args.target}")
+    print(f"target {args.target}" + (f"  (stored as run {results.run_id} in {results.db})" if results.run_id else ""))
     print(table(["artifact", "status", "p50_ms", "mean_ms", "p90_ms", "runs", "peak_mb", "mJ/inference", "error"], rows))
     for r in results:
         lat = r.latency_ms

@@ -7,6 +7,7 @@ stored and reported), 2 on bad input.
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 import os
@@ -52,6 +53,9 @@ def add(sub) -> None:
                    help="give up on a target still busy S seconds after compression (marked failed)")
     g.add_argument("--ops", action="store_true", help="also profile every artifact per operator on the device")
     add_budget_args(p)
+    from .farm_cmd import add_farm_args
+
+    add_farm_args(p)
     p.set_defaults(func=_run)
 
 
@@ -91,8 +95,12 @@ def _run(args) -> int:
 
 def _call_run(args, names, progress):
     from ..models import parse_shape
-    from ..runs import run
+    from ..runs import run, run_farm
 
+    if getattr(args, "farm", None):
+        from .farm_cmd import farm_options
+
+        run = functools.partial(run_farm, **farm_options(args))
     return run(args.model, names, targets_file=args.targets_file, data=args.data, out=args.out, db=args.db,
                input_shape=parse_shape(args.input_shape) if args.input_shape else None, weights=args.weights,
                allow_random_calibration=args.random_calibration, trust_new_host=args.trust_new_host,

@@ -34,56 +34,15 @@ def _list(args) -> int:
     return 0
 
 
-def advice(facts: dict, profile) -> list[str]:
-    """What to install or set on the device, from its facts and the profile's runtimes."""
-    tips = []
-    rt = facts.get("runtimes", {})
-    if not facts.get("numpy"):
-        tips.append("numpy is missing: pip install numpy")
-    if "tflite" in profile.runtimes and not (rt.get("ai-edge-litert") or rt.get("tflite-runtime")
-                                              or rt.get("tensorflow")):
-        tips.append("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on older OS images)")
-    if "onnxruntime" in profile.runtimes and not rt.get("onnxruntime"):
-        tips.append("no ONNX runtime: pip install onnxruntime")
-    if not facts.get("energy_meters"):
-        tips.append("no energy meter found: energy will be 'estimated' from the profile's power model; "
-                    "for measured energy use RAPL (make energy_uj readable), a Pi 5 (vcgencmd), a Jetson "
-                    "(INA3221) or an external meter (target 'energy: command' + 'energy_command')")
-    if (facts.get("free_disk_mb") or 0) < 200:
-        tips.append(f"only {facts.get('free_disk_mb')} MB free in the work folder")
-    return tips
-
-
 def _runtime_text(rt: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in rt.items() if v) or "none"
 
 
 def _check(args) -> int:
-    from ..deploy import DeviceSession
-    from ..errors import EdgeCompressError
-    from ..targets import load_target
+    from ..deploy import check_target
 
-    reports, code = [], 0
-    for name in args.names:
-        target = load_target(name, args.targets_file)
-        rep = {"target": name, "ok": False, "error": None, "facts": None, "advice": []}
-        try:
-            if target.transport == "adb":           # phones over adb: no Python needed there
-                from ..transports.adb import check_target, describe_attached
-
-                rep["android"], rep["attached"] = check_target(target), describe_attached()
-                rep["advice"], rep["ok"] = rep["android"]["problems"], rep["android"]["ok"]
-            else:
-                with DeviceSession(target, trust_new_host=args.trust_new_host, lock=False) as s:
-                    facts = s.facts()
-                rep["facts"], rep["advice"] = facts, advice(facts, s.profile)
-                missing = [a for a in rep["advice"] if "missing" in a or a.startswith("no TFLite")
-                           or a.startswith("no ONNX")]
-                rep["ok"] = not missing
-        except EdgeCompressError as e:
-            rep["error"] = str(e)
-        code = code or (0 if rep["ok"] else 1)
-        reports.append(rep)
+    reports = [check_target(name, args.targets_file, trust_new_host=args.trust_new_host) for name in args.names]
+    code = 0 if all(rep["ok"] for rep in reports) else 1
     if args.json:
         print_json(reports)
         return code

@@ -4,9 +4,11 @@ A target with ``mode: native`` and ``benchmark_model: PATH`` (the binary for the
 e.g. LiteRT's ``android_aarch64_benchmark_model``) is measured like this, over any transport
 (adb on a phone; ssh works too):
 
-1. the binary and the ``.tflite`` artifact are pushed into ``<workdir>/blobs/<sha256>`` — skipped
-   when a file of that hash is already there, else pushed to a temporary name, its sha256 checked
-   on the device, then renamed (nothing half-written is ever run);
+1. the session (:class:`~edgecompress.deploy.session.DeviceSession`, the same for every mode) pushes
+   the binary and the ``.tflite`` artifact into ``<workdir>/blobs/<sha256>`` — skipped when that
+   blob is already there, else uploaded to ``tmp/``, its sha256 checked on the device by
+   ``deploy/scripts/blobs.sh``, then renamed (nothing half-written is ever run); the device lock
+   is ``deploy/scripts/lock.sh``;
 2. one shell script on the device reads the battery/charging/thermal/cpufreq state
    (:mod:`edgecompress.deploy.android_sysfs`); when on battery it samples the idle phone for
    ``IDLE_SAMPLE_S`` and starts the battery sampling loop in the background; it runs
@@ -30,8 +32,9 @@ from typing import Any, Optional
 from . import android_sysfs as sysfs
 from .benchmark_model import parse as parse_benchmark_output
 from ..device.result import ArtifactInfo, BenchmarkResult, DeviceInfo, Energy, Latency, Memory, Thermal
-from ..errors import ConnectionLost, EdgeCompressError, TransportError
-from ..manifest import ArtifactRecord, sha256_file
+from ..errors import ConnectionLost, EdgeCompressError
+from ..manifest import ArtifactRecord
+from .agents import DeviceAgent, script
 
 #: benchmark_model flags per profile delegate (``cpu`` = plain TFLite kernels, XNNPACK off)
 DELEGATE_FLAGS = {
@@ -67,61 +70,6 @@ def benchmark_flags(graph: str, measure, *, delegate: str = "xnnpack", op_profil
     return flags
 
 
-def _sha256_cmd(path: str) -> str:
-    q = shlex.quote(path)
-    return f"(sha256sum {q} || toybox sha256sum {q} || busybox sha256sum {q}) 2>/dev/null"
-
-
-def push_by_hash(transport, local: Path, remote_dir: str, *, executable: bool = False) -> tuple[str, bool]:
-    """Make ``<remote_dir>/<sha256><suffix>`` hold ``local``; returns (remote path, whether sent)."""
-    sha = sha256_file(local)
-    suffix = Path(local).suffix if Path(local).suffix in (".tflite", ".onnx") else ""
-    remote = f"{remote_dir}/{sha}{suffix}"
-    have = transport.run(["sh", "-c", f"[ -f {shlex.quote(remote)} ] && {_sha256_cmd(remote)}"], timeout=120)
-    if have.ok and have.stdout.split()[:1] == [sha]:
-        return remote, False
-    part = f"{remote}.part-{uuid.uuid4().hex[:8]}"
-    transport.run(["mkdir", "-p", remote_dir], timeout=60)
-    transport.put(Path(local), part)
-    chmod = f"chmod 755 {shlex.quote(part)} && " if executable else ""
-    check = transport.run(["sh", "-c", f"{chmod}{_sha256_cmd(part)}"], timeout=120)
-    got = check.stdout.split()[:1]
-    if not check.ok or got != [sha]:
-        transport.run(["rm", "-f", part], timeout=60)
-        why = ("content differs" if got else
-               "no sha256sum on the device (Android 8+ toybox has it; else install busybox)")
-        raise TransportError(f"pushed {local} but the device computed sha256 {got[0] if got else '(none)'} "
-                             f"instead of {sha}: {why}")
-    mv = transport.run(["mv", "-f", part, remote], timeout=60)
-    if not mv.ok:
-        raise TransportError(f"could not rename {part} to {remote}: {mv.describe()}")
-    return remote, True
-
-
-#: the device lock without Python: a lock folder holding the holder's pid and owner text; it speaks
-#: the runner's ``lock`` protocol on stdout ("waiting OWNER", "recovered OWNER", "timeout OWNER",
-#: "locked") and holds the lock until its stdin closes. A holder whose pid is gone is recovered.
-_LOCK_SH = r"""
-L="$1.d"; OWNER="$2"; T="$3"; mkdir -p "${L%/*}"; start=$(date +%s); said=
-while ! mkdir "$L" 2>/dev/null; do
-  pid=$(cat "$L/pid" 2>/dev/null); who=$(cat "$L/owner" 2>/dev/null)
-  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then rm -rf "$L"; echo "recovered $who"; continue; fi
-  if [ $(( $(date +%s) - start )) -ge "$T" ]; then echo "timeout $who"; exit 1; fi
-  [ -z "$said" ] && echo "waiting $who" && said=1
-  sleep 1
-done
-echo $$ > "$L/pid"; printf '%s
-' "$OWNER" > "$L/owner"; echo locked
-cat > /dev/null
-rm -rf "$L"
-"""
-
-
-def shell_lock_argv(path: str, owner: str, timeout_s: float) -> list[str]:
-    """argv of the Python-free device lock helper (see ``_LOCK_SH``), for ``Transport.spawn``."""
-    return ["sh", "-c", _LOCK_SH, "ec-lock", path, owner, str(int(timeout_s))]
-
-
 def _artifact_info(artifact) -> tuple[Path, ArtifactInfo]:
     if isinstance(artifact, ArtifactRecord):
         return Path(artifact.path), ArtifactInfo(sha256=artifact.sha256, format=artifact.format,
@@ -132,51 +80,53 @@ def _artifact_info(artifact) -> tuple[Path, ArtifactInfo]:
     return p, ArtifactInfo(format=fmt, precision=precision)
 
 
-class NativeBench:
-    """Benchmarks with ``benchmark_model`` over an open transport (the caller holds the device lock).
+class NativeAgent(DeviceAgent):
+    """Benchmarks with ``benchmark_model`` (``mode: native``); the session holds the device lock
+    and pushes the binary and the artifacts by hash (``deploy/scripts/blobs.sh`` checks them)."""
 
-    ``workdir`` is the device folder for blobs (adb: ``/data/local/tmp/edgecompress``).
-    """
+    mode = "native"
 
-    def __init__(self, transport, target, profile, *, workdir: Optional[str] = None):
+    def __init__(self, session):
+        super().__init__(session)
+        target = session.target
         if not target.benchmark_model:
             raise EdgeCompressError(f"target {target.name!r}: native mode needs `benchmark_model:` "
                                     f"(path on this host to LiteRT's benchmark_model for the device's ABI)")
-        self.transport, self.target, self.profile = transport, target, profile
         self.binary = Path(target.benchmark_model).expanduser()
         if not self.binary.is_file():
             raise EdgeCompressError(f"target {target.name!r}: benchmark_model {self.binary} does not exist; "
                                     f"download LiteRT's benchmark_model for the device's ABI (e.g. "
                                     f"android_aarch64_benchmark_model) and point `benchmark_model:` at it")
-        self.workdir = workdir or transport.expand(target.workdir)
-        self.blobs = f"{self.workdir}/blobs"
-        self._remote_binary: Optional[str] = None
-        self._known: dict[Path, str] = {}        # local file -> its blob, verified in this session
+        self.remote_binary = ""
         self._facts: Optional[dict] = None
-        self.bytes_sent = 0
+
+    @property
+    def profile(self):
+        return self.session.profile
+
+    @property
+    def transport(self):
+        return self.session.transport
+
+    @property
+    def workdir(self) -> str:
+        return self.session.workdir
 
     # -- set-up ---------------------------------------------------------------------------------
-    def prepare(self) -> str:
-        """Push ``benchmark_model`` once (by hash); returns its path on the device."""
-        if self._remote_binary is None:
-            self._remote_binary, _ = self._push(self.binary, executable=True)
-        return self._remote_binary
+    def prepare(self) -> None:
+        """Push ``benchmark_model`` once (by hash)."""
+        self.session.sync([self.binary])
+        self.remote_binary = self.session.blob_path(self.binary)
 
-    def _push(self, path: Path, *, executable: bool = False) -> tuple[str, bool]:
-        path = Path(path).resolve()
-        if path in self._known:
-            return self._known[path], False
-        remote, sent = push_by_hash(self.transport, path, self.blobs, executable=executable)
-        self._known[path] = remote
-        self.bytes_sent += path.stat().st_size if sent else 0
-        return remote, sent
+    def lock_argv(self, path, owner, timeout_s):
+        return ["sh", "-c", script("lock.sh"), "ec-lock", path, owner, str(int(timeout_s))]
+
+    def files_argv(self, *args):
+        return ["sh", "-c", script("blobs.sh"), "ec-blobs", *args]
 
     def facts(self) -> dict[str, Any]:
         if self._facts is None:
-            script = ("printf 'abi=%s\\nrelease=%s\\nsdk=%s\\nmodel=%s\\n' \"$(getprop ro.product.cpu.abi 2>/dev/null)\" "
-                      "\"$(getprop ro.build.version.release 2>/dev/null)\" \"$(getprop ro.build.version.sdk 2>/dev/null)\" "
-                      "\"$(getprop ro.product.model 2>/dev/null)\"; printf 'uname=%s\\n' \"$(uname -sm)\"")
-            res = self.transport.run(["sh", "-c", script], timeout=60)
+            res = self.transport.run(["sh", "-c", script("facts.sh")], timeout=60)
             kv = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
             android = kv.get("release")
             self._facts = {
@@ -186,24 +136,12 @@ class NativeBench:
             }
         return self._facts
 
-    def sync(self, paths) -> dict:
-        """Push files by hash (as :meth:`DeviceSession.sync`): bytes_sent, files_sent, files_skipped."""
-        stats = {"bytes_sent": 0, "files_sent": 0, "files_skipped": 0}
-        for path in dict.fromkeys(Path(p) for p in paths):
-            _, sent = self._push(path)
-            if sent:
-                stats["bytes_sent"] += path.stat().st_size
-                stats["files_sent"] += 1
-            else:
-                stats["files_skipped"] += 1
-        return stats
-
     # -- one benchmark --------------------------------------------------------------------------
-    def bench(self, artifact: Path | str | ArtifactRecord, *, record: Optional[ArtifactRecord] = None, measure=None,
+    def bench(self, rec, *, measure=None, power=None, inputs=None, input_layout="NCHW",
               delegate: Optional[str] = None, op_profiling: bool = False,
-              energy: Optional[str] = None) -> BenchmarkResult:
+              energy: Optional[str] = None, ops: bool = False) -> BenchmarkResult:
         """One benchmark result; a failure gives ``status: failed`` and ``error`` (no raise)."""
-        path, art = _artifact_info(record or artifact)
+        path, art = _artifact_info(rec)
         measure = measure or self.profile.measure
         delegate = delegate or next((d for d in self.profile.delegates if d in DELEGATE_FLAGS), "cpu")
         result = _empty_result(self.target.name, art, measure)
@@ -212,11 +150,12 @@ class NativeBench:
                 raise EdgeCompressError(
                     f"native mode runs .tflite files with benchmark_model; {path.name} is {art.format!r} "
                     f"(use mode: python over SSH/Termux for ONNX, or build tflite artifacts)")
-            art.sha256 = art.sha256 or sha256_file(path)
-            binary = self.prepare()
-            graph, _ = self._push(path)
-            self._run(result, binary, graph, measure, delegate, op_profiling,
-                      energy or self.target.energy or self.profile.energy.meter)
+            self._run(result, self.remote_binary, self.session.blob_path(path), measure, delegate,
+                      op_profiling or ops, energy or self.target.energy or self.profile.energy.meter)
+            if ops and result.extra.get("op_profile"):
+                from ..device.ops import from_node_type_table
+
+                result.ops = from_node_type_table(result.extra["op_profile"], delegate)
         except ConnectionLost:
             raise                                   # DeviceSession reconnects and measures again
         except (EdgeCompressError, ValueError, OSError) as e:

@@ -1,11 +1,11 @@
-"""Deploying to a device and measuring there: :class:`DeviceSession` and :func:`benchmark`.
+"""One connection to one device: :class:`DeviceSession` (the same for every target mode).
 
 A session is one connection to one target. On the device, under the target's ``workdir``::
 
     blobs/<sha256><.onnx|.tflite|.pyz>   artifacts and the runner, stored by content
     tmp/                                 uploads in progress (``*.part``), never used as is
     io/                                  inputs/outputs of one benchmark, removed after it
-    lock, lock.owner                     the device lock (flock held by the runner's ``lock``)
+    lock...                              the device lock (held by the agent's lock helper)
 
 An upload goes to ``tmp/<name>.<random>.part``, its sha256 is checked ON the device, then it
 is renamed into ``blobs/``; a file already in ``blobs/`` is never sent again (its name is its
@@ -23,27 +23,23 @@ space is free and how much the file needs.
 """
 from __future__ import annotations
 
-import copy
 import getpass
-import json
 import logging
 import os
-import re
 import secrets
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
-from ..device.result import ArtifactInfo, BenchmarkResult, ResultError
-from ..errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError, UsageError
-from ..manifest import ArtifactRecord, Manifest, sha256_file
+from ..device.result import BenchmarkResult
+from ..errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError
+from ..manifest import ArtifactRecord
 from ..profiles import Measure, Power, load_profile
-from ..registry import suggest
 from ..targets import Target, load_target
 from ..transports import open_transport
+from .artifacts import artifact_info, file_sha256, record_for_file
 
 log = logging.getLogger(__name__)
 
@@ -51,86 +47,6 @@ UPLOAD_ATTEMPTS = 3
 BENCH_ATTEMPTS = 3
 BACKOFF_S = (0.5, 1.0, 2.0)
 STEP_TIMEOUT_S = 60.0
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
-# verify sha256 of each uploaded temp file on the device, then rename it into place
-_INSTALL_PY = r"""
-import hashlib, os, sys
-a = sys.argv[1:]
-bad = []
-for tmp, want, final in zip(a[0::3], a[1::3], a[2::3]):
-    h = hashlib.sha256()
-    with open(tmp, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''):
-            h.update(b)
-    if h.hexdigest() != want:
-        os.unlink(tmp)
-        bad.append(tmp + ': sha256 ' + h.hexdigest() + ', expected ' + want + ' (partial or corrupt; removed)')
-    else:
-        os.replace(tmp, final)
-print('\n'.join('bad ' + b for b in bad), file=sys.stderr) if bad else print('ok')
-sys.exit(1 if bad else 0)
-"""
-_FREE_PY = "import os,sys; s=os.statvfs(sys.argv[1]); print(s.f_bavail*s.f_frsize)"
-_LIST_PY = "import os,sys; os.makedirs(sys.argv[1], exist_ok=True); print('\\n'.join(os.listdir(sys.argv[1])))"
-
-_HASHES: dict[tuple, str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = sha256_file(path)
-    return _HASHES[key]
-
-
-def record_for_file(path: Path) -> ArtifactRecord:
-    """An :class:`ArtifactRecord` for a bare ``.onnx``/``.tflite`` file (precision from ``*.int8.tflite``)."""
-    fmt = path.suffix.lstrip(".").lower()
-    parts = path.name.split(".")
-    precision = parts[-2] if len(parts) >= 3 and parts[-2] in PRECISIONS else None
-    return ArtifactRecord(path=str(path.resolve()), format=fmt, precision=precision,
-                          layout="NHWC" if fmt == "tflite" else "NCHW", size_bytes=path.stat().st_size,
-                          sha256=file_sha256(path))
-
-
-def expand_artifacts(specs: Sequence[Union[str, Path, ArtifactRecord]]) -> list[ArtifactRecord]:
-    """Artifact records (absolute paths) from files, manifests, manifest folders or records.
-
-    A manifest contributes its ``ok`` artifacts. A missing file or an unknown kind is a
-    :class:`~edgecompress.errors.UsageError` (exit 2) naming it and what is valid.
-    """
-    out: list[ArtifactRecord] = []
-    for spec in specs:
-        if isinstance(spec, ArtifactRecord):
-            out.append(spec)
-            continue
-        p = Path(spec)
-        if p.is_dir():
-            p = p / "manifest.json"
-        if not p.exists():
-            raise UsageError(f"{spec}: not found; give a .onnx/.tflite file, a manifest.json or its folder")
-        if p.suffix == ".json":
-            try:
-                m = Manifest.read(p)
-            except (ValueError, KeyError, TypeError) as e:
-                raise UsageError(f"{p}: not a readable manifest: {e}") from e
-            for rec in m.ok_artifacts():
-                rec = copy.deepcopy(rec)
-                rec.path = str((p.parent / rec.path).resolve())
-                out.append(rec)
-        elif p.suffix.lower() in (".onnx", ".tflite"):
-            out.append(record_for_file(p))
-        else:
-            raise UsageError(f"{spec}: unknown artifact kind {p.suffix!r}; valid: .onnx, .tflite, manifest.json "
-                             f"or a folder holding one")
-    return out
-
-
-def artifact_info(rec: ArtifactRecord) -> ArtifactInfo:
-    """The result's ``artifact`` block for a record (what the host knows of the file)."""
-    return ArtifactInfo(sha256=rec.sha256, format=rec.format, precision=rec.precision, layout=rec.layout,
-                        path=rec.path, size_bytes=rec.size_bytes)
 
 
 def failed_result(target: str, rec: Optional[ArtifactRecord], error: str) -> BenchmarkResult:
@@ -139,12 +55,19 @@ def failed_result(target: str, rec: Optional[ArtifactRecord], error: str) -> Ben
 
 
 class DeviceSession:
-    """One connection to one target: runner installed, device lock held. Use ``with``."""
+    """One connection to one target: its agent installed, device lock held. Use ``with``.
+
+    The same for every target ``mode``: what differs (the device-side lock helper, file helper,
+    facts and the measurement) is the :class:`~edgecompress.deploy.agents.DeviceAgent` the
+    registry gives for the mode (``self.agent``). ``profile``: the target's profile when the
+    caller has already loaded it (else loaded here).
+    """
 
     def __init__(self, target: Union[str, Target], *, targets_file=None, trust_new_host: bool = False,
-                 lock_timeout_s: float = 600, step_timeout_s: float = STEP_TIMEOUT_S, lock: bool = True):
+                 lock_timeout_s: float = 600, step_timeout_s: float = STEP_TIMEOUT_S, lock: bool = True,
+                 profile=None):
         self.target = load_target(target, targets_file)
-        self.profile = load_profile(self.target.profile)
+        self.profile = profile if profile is not None else load_profile(self.target.profile)
         self.trust_new_host = trust_new_host
         self.lock_timeout_s = lock_timeout_s
         self.take_lock = lock
@@ -154,12 +77,11 @@ class DeviceSession:
         self.python = self.target.python
         if self.target.transport == "local" and self.python == "python3":
             self.python = sys.executable  # this machine: the interpreter we run in
-        self.runner = ""
+        self.agent = None       # the DeviceAgent of the target's mode (set by open)
         self.lock_message: Optional[str] = None
         self._lock = None
         self._blobs: Optional[set[str]] = None
         self.bytes_sent = 0
-        self.native = None      # native.NativeBench when the target has `mode: native` (no Python there)
 
     # -- open / close -------------------------------------------------------------------
     def __enter__(self) -> "DeviceSession":
@@ -170,25 +92,13 @@ class DeviceSession:
         self.close()
 
     def open(self) -> None:
-        from ..device.package import build_runner
+        from .agents import agent_for
 
         self.transport = open_transport(self.target, trust_new_host=self.trust_new_host)
         try:
             self.workdir = self.transport.expand(self.target.workdir).rstrip("/")
-            if self.target.mode == "native":            # LiteRT benchmark_model, shell only
-                from .native import NativeBench
-
-                self.native = NativeBench(self.transport, self.target, self.profile, workdir=self.workdir)
-                self.native.prepare()
-                if self.take_lock:
-                    self._acquire_lock()
-                return
-            self._step("check python", [self.python, "-c", "import sys; assert sys.version_info >= (3, 8)"],
-                       hint=f"install Python 3.8+ on the device or set 'python' in the target "
-                            f"(now {self.python!r})")
-            runner = build_runner()
-            self.sync([runner])
-            self.runner = self._blob_path(runner)
+            self.agent = agent_for(self)
+            self.agent.prepare()
             if self.take_lock:
                 self._acquire_lock()
         except BaseException:
@@ -203,7 +113,8 @@ class DeviceSession:
             self.transport.close()
             self.transport = None
 
-    def _step(self, step: str, argv, *, timeout: Optional[float] = None, hint: str = "", stdin=None):
+    def step(self, step: str, argv, *, timeout: Optional[float] = None, hint: str = "", stdin=None):
+        """Run one named device command; a failure or time-out names the step."""
         try:
             res = self.transport.run(argv, timeout=timeout or self.step_timeout_s, stdin=stdin)
         except TransportError as e:  # keep the type (ConnectionLost is retried), name the step
@@ -216,13 +127,7 @@ class DeviceSession:
     def _acquire_lock(self) -> None:
         owner = (f"pid {os.getpid()} on {socket.gethostname()} (user {getpass.getuser()}) "
                  f"since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        if self.native is not None:
-            from .native import shell_lock_argv
-
-            proc = self.transport.spawn(shell_lock_argv(f"{self.workdir}/lock", owner, self.lock_timeout_s))
-        else:
-            proc = self.transport.spawn([self.python, self.runner, "lock", "--path", f"{self.workdir}/lock",
-                                         "--owner", owner, "--timeout", str(self.lock_timeout_s)])
+        proc = self.transport.spawn(self.agent.lock_argv(f"{self.workdir}/lock", owner, self.lock_timeout_s))
         deadline = time.monotonic() + self.lock_timeout_s + self.step_timeout_s
         while True:
             line = proc.readline(timeout=max(0.1, deadline - time.monotonic()))
@@ -264,20 +169,24 @@ class DeviceSession:
     def _blob_name(self, path: Path) -> str:
         return file_sha256(path) + path.suffix.lower()
 
-    def _blob_path(self, path: Path) -> str:
+    def blob_path(self, path: Path) -> str:
+        """Where ``path`` is stored on the device (by its sha256)."""
         return f"{self.workdir}/blobs/{self._blob_name(Path(path))}"
+
+    def remove(self, paths: list[str]) -> None:
+        """``rm -f`` device files (a failure is logged, never raised)."""
+        try:
+            self.transport.run(["rm", "-f", *paths], timeout=self.step_timeout_s)
+        except EdgeCompressError as e:
+            log.warning("%s: could not remove %s: %s", self.target.name, paths[0], e)
 
     def sync(self, paths: list[Path]) -> dict:
         """Upload what the device lacks (by sha256). -> bytes_sent, files_sent, files_skipped."""
-        if self.native is not None:
-            stats = self.native.sync(paths)
-            self.bytes_sent += stats["bytes_sent"]
-            return stats
         stats = {"bytes_sent": 0, "files_sent": 0, "files_skipped": 0}
         if self._blobs is None:
-            res = self._step("list blobs", [self.python, "-c", _LIST_PY, f"{self.workdir}/blobs"])
+            res = self.step("list blobs", self.agent.files_argv("list", f"{self.workdir}/blobs"))
             self._blobs = set(res.stdout.split())
-            self._step("prepare workdir", ["mkdir", "-p", f"{self.workdir}/tmp", f"{self.workdir}/io"])
+            self.step("prepare workdir", ["mkdir", "-p", f"{self.workdir}/tmp", f"{self.workdir}/io"])
         for path in dict.fromkeys(Path(p) for p in paths):
             name = self._blob_name(path)
             if name in self._blobs:
@@ -296,8 +205,8 @@ class DeviceSession:
             tmp = f"{self.workdir}/tmp/{name}.{secrets.token_hex(4)}.part"
             try:
                 sent = self.transport.put(path, tmp).bytes
-                self._step("verify upload", [self.python, "-c", _INSTALL_PY, tmp, want,
-                                             f"{self.workdir}/blobs/{name}"])
+                self.step("verify upload", self.agent.files_argv("install", tmp, want,
+                                                                 f"{self.workdir}/blobs/{name}"))
                 return sent
             except EdgeCompressError as e:
                 last = e
@@ -316,7 +225,7 @@ class DeviceSession:
 
     def _disk_full(self, path: Path) -> Optional[str]:
         """A message when the device's workdir has no room for ``path``, else None."""
-        res = self.transport.run([self.python, "-c", _FREE_PY, f"{self.workdir}/tmp"], timeout=self.step_timeout_s)
+        res = self.transport.run(self.agent.files_argv("free", f"{self.workdir}/tmp"), timeout=self.step_timeout_s)
         if not res.ok or not res.stdout.strip().isdigit():
             return None
         free, need = int(res.stdout.strip()), path.stat().st_size
@@ -328,23 +237,19 @@ class DeviceSession:
 
     # -- measuring ----------------------------------------------------------------------
     def facts(self) -> dict:
-        if self.native is not None:
-            return self.native.facts()
-        res = self._step("facts", [self.python, self.runner, "facts", "--sysfs-root", self.target.sysfs_root,
-                                   "--path", self.workdir])
-        return json.loads(res.stdout)
+        return self.agent.facts()
 
     def bench(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
               inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
               delegate: Optional[str] = None, op_profiling: bool = False, ops: bool = False) -> BenchmarkResult:
         """Benchmark one artifact; never raises for a device-side failure (status "failed").
 
-        ``ops``: also a per-operator profile (``result["ops"]``, :mod:`edgecompress.device.ops`;
-        in native mode from benchmark_model's op profiling).
+        ``ops``: also a per-operator profile (``result.ops``, :mod:`edgecompress.device.ops`; in
+        native mode from benchmark_model's op profiling).
 
         ``delegate`` and ``op_profiling`` reach LiteRT's benchmark_model (targets with
         ``mode: native``); the Python runner uses the runtime's default CPU path (XNNPACK for
-        TFLite) and says so in the result's ``note`` when they were asked for.
+        TFLite) and says so in the result's ``notes`` when they were asked for.
         """
         rec = artifact if isinstance(artifact, ArtifactRecord) else record_for_file(Path(artifact))
         path = Path(rec.path)
@@ -360,18 +265,8 @@ class DeviceSession:
                 try:
                     self.sync([path])
                     self._ensure_lock()
-                    if self.native is not None:
-                        result = self.native.bench(rec, measure=m, delegate=delegate,
-                                                   op_profiling=op_profiling or ops)
-                        if result.extra.get("op_profile"):
-                            from ..device.ops import from_node_type_table
-
-                            result.ops = from_node_type_table(result.extra["op_profile"], delegate)
-                    else:
-                        result = self._bench(rec, path, m, p, inputs, input_layout, ops)
-                        if delegate or op_profiling:
-                            result.add_note("delegate / op profiling apply to native mode (benchmark_model); the "
-                                            "Python runner measured the runtime's default CPU path")
+                    result = self.agent.bench(rec, measure=m, power=p, inputs=inputs, input_layout=input_layout,
+                                              delegate=delegate, op_profiling=op_profiling, ops=ops)
                     result.target, result.artifact = self.target.name, artifact_info(rec)
                     result.add_note(self.lock_message)
                     if attempt:
@@ -392,99 +287,3 @@ class DeviceSession:
                                  f"lost {BENCH_ATTEMPTS} times: {last}") from last
         except EdgeCompressError as e:
             return failed_result(self.target.name, rec, str(e))
-
-    def _bench(self, rec, path, m: Measure, p: Power, inputs, input_layout, ops: bool = False) -> dict:
-        meter = self.target.energy or self.profile.energy.meter
-        command = self.target.energy_command or self.profile.energy.command
-        argv = [self.python, self.runner, "bench", "--model", self._blob_path(path), "--runs", m.runs,
-                "--warmup", m.warmup, "--min-seconds", m.min_seconds, "--threads", m.threads,
-                "--cooldown", m.cooldown_s, "--energy", meter, "--sysfs-root", self.target.sysfs_root,
-                "--idle-w", p.idle_w, "--load-w", p.load_w, "--input-layout", input_layout]
-        if rec.layout in ("NCHW", "NHWC"):
-            argv += ["--layout", rec.layout]
-        if command:
-            argv += ["--energy-command", command]
-        if ops:
-            argv += ["--ops"]
-        io_in = io_out = None
-        if inputs is not None:
-            import numpy as np
-
-            tag = secrets.token_hex(4)
-            io_in, io_out = f"{self.workdir}/io/in-{tag}.npy", f"{self.workdir}/io/out-{tag}.npy"
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(tmp) / "in.npy"
-                np.save(local, np.ascontiguousarray(inputs, dtype=np.float32))
-                self.transport.put(local, io_in)
-            argv += ["--inputs", io_in, "--outputs", io_out]
-        try:
-            res = self.transport.run([str(a) for a in argv], timeout=m.timeout_s)
-            result = self._parse(res, m)
-            if io_out and result.ok:
-                import numpy as np
-
-                with tempfile.TemporaryDirectory() as tmp:
-                    local = Path(tmp) / "out.npy"
-                    self.transport.get(io_out, local)
-                    result.outputs = np.load(local)
-            return result
-        finally:
-            if io_in:
-                try:
-                    self.transport.run(["rm", "-f", io_in, io_out, io_out + ".part.npy"],
-                                       timeout=self.step_timeout_s)
-                except EdgeCompressError as e:
-                    log.warning("%s: could not remove %s: %s", self.target.name, io_in, e)
-
-    def _parse(self, res, m: Measure) -> BenchmarkResult:
-        steps = re.findall(r"^step: (\S+)", res.stderr, re.M)
-        step = steps[-1] if steps else "start"
-        if res.timed_out:
-            raise BenchmarkError(f"step 'bench/{step}' timed out after {m.timeout_s:.0f} s "
-                                 f"(measure.timeout_s); the runner's process group was killed")
-        lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
-        if not lines:
-            hint = ("; a SIGKILL edgecompress did not send is usually the device running out of memory (the "
-                    "kernel's OOM killer): check free memory or the memory limit there") if res.signal == "SIGKILL" else ""
-            raise BenchmarkError(f"step 'bench/{step}': the runner gave no result: {res.describe()}{hint}")
-        try:
-            result = BenchmarkResult.from_dict(json.loads(lines[-1]), where="the runner's result",
-                                               require_protocol=True)
-        except (json.JSONDecodeError, ResultError) as e:
-            raise BenchmarkError(f"step 'bench/{step}': unreadable runner output: {e}") from e
-        if not result.ok and not result.error:
-            result.error = res.describe()
-        return result
-
-
-def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = None, warmup: Optional[int] = None,
-              threads: Optional[int] = None, min_seconds: Optional[float] = None, inputs=None,
-              trust_new_host: bool = False, lock_timeout_s: float = 600, delegate: Optional[str] = None,
-              op_profiling: bool = False, ops: bool = False) -> list[BenchmarkResult]:
-    """Deploy ``artifacts`` (files, manifests or records) to ``target`` and measure each.
-
-    One connection, one lock; artifacts are synced first. A failure to reach the device
-    marks every artifact failed (with the reason); one artifact failing leaves the others.
-    ``delegate`` must be one of the target profile's ``delegates`` (or ``cpu``).
-    """
-    records = expand_artifacts(artifacts if isinstance(artifacts, (list, tuple)) else [artifacts])
-    tgt = load_target(target, targets_file)
-    profile = load_profile(tgt.profile)
-    if delegate is not None and delegate != "cpu" and delegate not in profile.delegates:
-        valid = ", ".join(["cpu", *profile.delegates])
-        raise UsageError(f"delegate {delegate!r} is not in profile {profile.name!r}'s delegates"
-                         f"{suggest(delegate, ['cpu', *profile.delegates])}; valid: {valid}")
-    measure = profile.measure.model_copy()
-    for key, value in (("runs", runs), ("warmup", warmup), ("threads", threads), ("min_seconds", min_seconds)):
-        if value is not None:
-            setattr(measure, key, value)
-    try:
-        with DeviceSession(tgt, trust_new_host=trust_new_host, lock_timeout_s=lock_timeout_s) as s:
-            try:
-                s.sync([Path(r.path) for r in records if Path(r.path).exists()])
-            except EdgeCompressError as e:
-                log.warning("%s: bulk upload failed (%s); trying one by one", tgt.name, e)
-            return [s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling,
-                            ops=ops) for r in records]
-    except EdgeCompressError as e:
-        return [failed_result(tgt.name, r, str(e)) for r in records]

@@ -107,7 +107,8 @@ def test_properties_and_spawned_process_reads_stdin_until_closed(fake_phone):
 
 
 def test_targets_check_lists_abi_android_model_and_what_can_run(fake_adb, tmp_path):
-    from edgecompress.transports.adb import check_target, describe_attached
+    from edgecompress.deploy import check_target
+    from edgecompress.transports.adb import describe_attached
 
     phone = fake_adb.phone("35091FDH2000ZX")
     fake_adb.phone("R5CW70ABCDE", state="unauthorized")
@@ -118,7 +119,7 @@ def test_targets_check_lists_abi_android_model_and_what_can_run(fake_adb, tmp_pa
 
     arm64 = tmp_path / "android_aarch64_benchmark_model"       # an ELF header for AArch64 (e_machine 183)
     arm64.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(11) + (183).to_bytes(2, "little") + bytes(44))
-    rep = check_target(_target(phone.serial, mode="native", benchmark_model=str(arm64)))
+    rep = check_target(_target(phone.serial, mode="native", benchmark_model=str(arm64)))["android"]
     assert (rep["abi"], rep["android"], rep["model"], rep["soc"]) == ("arm64-v8a", "14", "Pixel 8", "Tensor G3")
     assert rep["ok"] and rep["python"] is None and rep["delegates"] == ["xnnpack", "gpu", "nnapi"]
     assert rep["can_run"] == ["native: benchmark_model runs .tflite (xnnpack, gpu, nnapi delegates)"]
@@ -127,10 +128,10 @@ def test_targets_check_lists_abi_android_model_and_what_can_run(fake_adb, tmp_pa
     x86 = tmp_path / "linux_x86-64_benchmark_model"
     x86.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(11) + (62).to_bytes(2, "little") + bytes(44))
     phone.set_power_online(usb=1, ac=0)
-    rep = check_target(_target(phone.serial, mode="native", benchmark_model=str(x86)))
+    rep = check_target(_target(phone.serial, mode="native", benchmark_model=str(x86)))["android"]
     assert not rep["ok"] and "built for x86_64, the phone is arm64-v8a" in rep["problems"][0]
     assert rep["energy"].startswith("unavailable: the phone is on external power (usb online = 1)")
-    rep = check_target(_target(phone.serial))                 # mode: python, and no Python in adb shell
+    rep = check_target(_target(phone.serial))["android"]      # mode: python, and no Python in adb shell
     assert any("not on the adb shell's PATH" in p for p in rep["problems"])
 
 

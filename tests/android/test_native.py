@@ -14,10 +14,11 @@ import json
 
 import pytest
 
-from edgecompress.deploy.native import NativeBench, benchmark_flags
+from edgecompress.deploy import DeviceSession
+from edgecompress.deploy.native import NativeAgent, benchmark_flags
 from edgecompress.profiles import load_profile
 from edgecompress.targets import Target
-from edgecompress.transports.adb import DEVICE_ROOT, AdbTransport
+from edgecompress.transports.adb import DEVICE_ROOT
 
 from .conftest import stand_in_benchmark_model
 
@@ -41,7 +42,10 @@ def _bench(tmp_path, phone, fixture="info_percentiles_exponent.txt", *, profile=
     binary.chmod(0o755)
     target = Target(name="pixel", profile=profile, transport="adb", serial=phone.serial,
                     mode="native", benchmark_model=str(binary), **target_kw)
-    return NativeBench(AdbTransport.from_target(target), target, load_profile(profile))
+    s = DeviceSession(target, lock=False)       # the session every mode uses; its agent is native
+    s.open()
+    assert isinstance(s.agent, NativeAgent)
+    return s
 
 
 def _argv(phone):
@@ -137,7 +141,7 @@ def test_pushes_by_hash_once_and_old_format_with_op_profiling(tmp_path, fake_pho
     nb = _bench(tmp_path, fake_phone, "old_plain_op_profiling.txt", sleep_s=0.1)
     first = nb.bench(model, op_profiling=True, delegate="cpu")
     sent = nb.bytes_sent
-    assert sent == model.stat().st_size + nb.binary.stat().st_size
+    assert sent == model.stat().st_size + nb.agent.binary.stat().st_size
     second = nb.bench(model, op_profiling=True, delegate="cpu")
     assert nb.bytes_sent == sent                        # nothing sent twice
     assert first.latency_ms.mean == second.latency_ms.mean == pytest.approx(394.183)

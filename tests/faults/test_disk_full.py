@@ -32,12 +32,12 @@ def test_full_disk_fails_one_artifact_cleanly_and_keeps_the_rest(make_device, fa
         umount(disk)
     by_name = {Path(r.artifact.path).name: r for r in results}
     assert [r.status for r in results] == ["ok", "failed", "ok"], [r.error for r in results]
-    err = by_name["big.fp32.onnx"]["error"]
+    err = by_name["big.fp32.onnx"].error
     assert "disk is full" in err and "MB free in" in err and "needs 2.10 MB" in err and "step 'upload'" in err, err
-    assert by_name["big.fp32.onnx"]["latency_ms"] is None
+    assert by_name["big.fp32.onnx"].latency_ms is None
     assert not [f for f in left if f.endswith(".part") or f.startswith("work/io/")], left
-    assert not any(fault_artifacts["big"].name in f or f.endswith(by_name["big.fp32.onnx"]["artifact"]["sha256"]
+    assert not any(fault_artifacts["big"].name in f or f.endswith(by_name["big.fp32.onnx"].artifact.sha256
                                                                      + ".onnx") for f in left), left
-    assert by_name["small.fp32.onnx"]["runs"] >= 5 and by_name["digits.fp32.onnx"]["runs"] >= 5
+    assert by_name["small.fp32.onnx"].runs >= 5 and by_name["digits.fp32.onnx"].runs >= 5
     outcome(expected="clear error; no partial file; others kept",
             observed=f"2 ok, 1 failed ({err.split(': ', 2)[-1][:60]}...); {free_mb:.1f} MB free after, no .part")

@@ -196,8 +196,6 @@ def test_time_outs_are_per_step_and_named(make_device, fault_artifacts, tmp_path
 def test_a_partial_or_corrupt_upload_is_never_installed(make_device, fault_artifacts, tmp_path, outcome):
     """What the install step does with a temporary file whose sha256 is not the artifact's (a
     truncated upload): it deletes it and refuses; the blob is not created, so nothing can run it."""
-    from edgecompress.deploy.session import _INSTALL_PY
-
     dev = make_device("kpart")
     big = fault_artifacts["big"]
     truncated = tmp_path / "truncated.part"
@@ -207,7 +205,7 @@ def test_a_partial_or_corrupt_upload_is_never_installed(make_device, fault_artif
         final = f"{s.workdir}/blobs/{file_sha256(big)}.onnx"
         s.transport.put(truncated, part)
         with pytest.raises(BenchmarkError, match=r"(?s)step .verify upload. failed: .*exit status 1: bad .*expected .*partial or corrupt; removed"):
-            s._step("verify upload", [s.python, "-c", _INSTALL_PY, part, file_sha256(big), final])
+            s.step("verify upload", s.agent.files_argv("install", part, file_sha256(big), final))
     assert device_files(dev, "tmp") == []
     assert not any(f.endswith(f"{file_sha256(big)}.onnx") for f in device_files(dev, "blobs"))
     outcome(expected="partial upload refused and deleted", observed="hash mismatch refused; no blob, no .part left")

@@ -5,6 +5,7 @@ import io
 
 from edgecompress.cli import main
 from edgecompress.cli.progress import RunProgress
+from edgecompress.device.result import BenchmarkResult
 
 
 def test_unknown_target_is_bad_input_before_any_work(tmp_path, capsys):
@@ -35,7 +36,8 @@ def test_progress_redraws_one_line_per_target_on_a_terminal():
     p("local", "connect", {"transport": "local"})
     p("pi", "bench", {"artifact": "int8.tflite", "i": 2, "n": 3})
     p("pi", "result", {"artifact": "int8.tflite", "i": 2, "n": 3,
-                       "result": {"status": "ok", "latency_ms": {"p50": 1.234}, "fidelity": {"accuracy": 0.97}}})
+                       "result": BenchmarkResult.from_dict({"status": "ok", "latency_ms": {"p50": 1.234},
+                                                            "fidelity": {"accuracy": 0.97}})})
     frames = out.getvalue().split("\x1b[3F")                 # cursor back up over the 3 lines
     assert len(frames) == 3
     last = frames[-1].split("\n")
