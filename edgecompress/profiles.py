@@ -10,17 +10,20 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from .device.meters import METERS as METER_NAMES
 from .errors import ProfileError
-from .registry import suggest
+from .exporters import CAPABILITIES
+from .registry import agent_delegates, suggest
 from .schema import Strict, load_yaml, validate
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
-Format = Literal["onnx", "tflite"]
-Precision = Literal["fp32", "fp16", "dynamic", "int8"]
+# name lists from their one source: the exporters' capability table, the meters, the agents
+Format = Literal[tuple(dict.fromkeys(c.format for c in CAPABILITIES))]
+Precision = Literal[tuple(dict.fromkeys(c.precision for c in CAPABILITIES))]
 Runtime = Literal["tflite", "onnxruntime"]
-Meter = Literal["auto", "rapl", "pi5-pmic", "android-battery", "jetson-ina", "command", "none"]
-Delegate = Literal["xnnpack", "gpu", "nnapi", "hexagon", "cuda", "tensorrt"]
+Meter = Literal[("auto", *METER_NAMES, "none")]
+Delegate = Literal[agent_delegates()]
 Calibration = Literal["minmax", "entropy", "percentile"]
 
 #: which runtime runs which format

@@ -27,6 +27,9 @@ def add(sub) -> None:
                                                 "$EDGECOMPRESS_DB or $XDG_DATA_HOME/edgecompress/results.db)")
     p.add_argument("--no-store", action="store_true", help="do not store the results")
     p.add_argument("--json", action="store_true", help="print the list of benchmark results as JSON")
+    from .farm_cmd import add_farm_args
+
+    add_farm_args(p)
     p.set_defaults(func=_bench)
 
 
@@ -37,6 +40,12 @@ def _num(v, fmt="{:.3f}"):
 def _bench(args) -> int:
     from ..deploy import benchmark
 
+    if getattr(args, "farm", None):
+        import functools
+
+        from .farm_cmd import bench_on_farm, farm_options
+
+        benchmark = functools.partial(bench_on_farm, **farm_options(args))
     results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,
@@ -52,7 +61,8 @@ def _bench(args) -> int:
         a = r.artifact
         lat, mem, en = r.latency_ms or Latency(), r.memory_mb or Memory(), r.energy or Energy()
         energy = "" if en.mj_per_inference is None else f"{en.mj_per_inference:.3f} ({en.method})"
-        rows.append((f"{(a.precision if a else None) or '?'}.{a.format if a else None}", r.status, _num(lat.p50),
+        status = f"{r.status} (emulated)" if r.emulated else r.status
+        rows.append((f"{(a.precision if a else None) or '?'}.{a.format if a else None}", status, _num(lat.p50),
                      _num(lat.mean), _num(lat.p90), r.runs or "", _num(mem.peak_rss, "{:.1f}"),
                      energy, (r.error or "")[:90]))
     print(f"target {args.target}" + (f"  (stored as run {results.run_id} in {results.db})" if results.run_id else ""))

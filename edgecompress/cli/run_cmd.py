@@ -1,6 +1,6 @@
 """``edgecompress run MODEL --target A --target B ...``: compress, deploy, measure, store, compare.
 
-Progress goes to stderr (redrawn per target on a terminal, plain lines otherwise); the
+Progress goes to stderr (a rich bar per target on a terminal, plain lines otherwise); the
 comparison table and the report's path (or, with ``--json``, the whole result) go to stdout.
 Exit 0 when every target and artifact succeeded, 1 when any failed (the rest are kept,
 stored and reported), 2 on bad input.
@@ -72,10 +72,9 @@ def _run(args) -> int:
     names = args.target_names
     if not names:
         names = [n for n in load_targets(args.targets_file) if n != "local"] if args.targets_file else ["local"]
-    progress = RunProgress(names, sys.stderr)
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's C++ INFO/WARNING lines
-    with _stdout_to_stderr():        # converters print to stdout; it must carry only our result
+    with RunProgress(names, sys.stderr) as progress, _stdout_to_stderr():   # stdout carries only our result
         result = _call_run(args, names, progress)
     comp = compare([result.run_id], result.db, **budget_kwargs(args))
     if args.json:

@@ -38,15 +38,23 @@ _HERE = Path(__file__).resolve().parent
 
 @lru_cache(maxsize=None)
 def script(name: str) -> str:
-    """The text of a device-side script shipped with edgecompress (``blobs.py``, ``lock.sh``, ...)."""
+    """The text of a device-side script shipped with edgecompress (``blobs.py``, ``lock.sh``, ...).
+
+    Shell scripts are sent without their comment lines (the file documents, the device runs)."""
     path = _HERE.parent / "device" / name if name.endswith(".py") else _HERE / "scripts" / name
-    return path.read_text()
+    text = path.read_text()
+    if name.endswith(".sh"):
+        text = "\n".join(ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")) + "\n"
+    return text
 
 
 class DeviceAgent(ABC):
     """What measures on one device; the session gives it the connection (``session.transport``)."""
 
     mode: str = ""
+    #: delegates this agent can apply when asked (``benchmark(..., delegate=)``); profiles may list only
+    #: delegates some agent has (registry.agent_delegates)
+    delegates: tuple = ()
 
     def __init__(self, session: "DeviceSession"):
         self.session = session
@@ -118,7 +126,7 @@ class PythonAgent(DeviceAgent):
               op_profiling=False, ops=False) -> BenchmarkResult:
         s, m = self.session, measure
         profile = s.profile
-        meter = self.target.energy or profile.energy.meter
+        meter = "none" if self.target.emulated else (self.target.energy or profile.energy.meter)
         command = self.target.energy_command or profile.energy.command
         argv = [self.python, self.runner, "bench", "--model", s.blob_path(Path(rec.path)), "--runs", m.runs,
                 "--warmup", m.warmup, "--min-seconds", m.min_seconds, "--threads", m.threads,

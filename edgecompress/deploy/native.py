@@ -85,6 +85,7 @@ class NativeAgent(DeviceAgent):
     and pushes the binary and the artifacts by hash (``deploy/scripts/blobs.sh`` checks them)."""
 
     mode = "native"
+    delegates = tuple(d for d in DELEGATE_FLAGS if d != "cpu")
 
     def __init__(self, session):
         super().__init__(session)

@@ -150,8 +150,8 @@ class Thermal(_Block):
 _BLOCKS = {"artifact": ArtifactInfo, "device": DeviceInfo, "latency_ms": Latency, "memory_mb": Memory,
            "energy": Energy, "thermal": Thermal}
 #: top-level fields written only when set (not part of DESIGN.md's fixed shape)
-_OPTIONAL = ("mode", "step", "warmup", "cpu", "inputs", "outputs_written", "fidelity", "stable", "stability",
-             "valid", "validity", "ops", "emulated")
+_OPTIONAL = ("mode", "step", "warmup", "cpu", "inputs", "outputs_written", "fidelity", "emulated", "stable",
+             "stability", "valid", "validity", "ops")
 
 
 @dataclass
@@ -182,7 +182,8 @@ class BenchmarkResult:
     valid: Optional[bool] = None                     # minimum runs AND minimum duration met (MLPerf-style)
     validity: Optional[dict] = None                  # runs, seconds, minimums, mlperf_minimums
     ops: Optional[list] = None                       # per-op profile [{name, op_type, ms, where}] (device/ops.py)
-    emulated: Optional[bool] = None                  # timed under emulation: never compared with real timings
+    emulated: Optional[bool] = None                  # measured on an emulated CPU (the lab's qemu aarch64
+    #                                                  device): timings and energy never compared or used
     extra: Dict[str, Any] = field(default_factory=dict)   # agent-specific keys (command, op_profile, ...)
     outputs: Any = field(default=None, repr=False, compare=False)   # device outputs (host only, never JSON)
 

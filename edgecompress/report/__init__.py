@@ -50,13 +50,13 @@ class Row:
     threads: Optional[int] = None
     runs: Optional[int] = None
     pareto: bool = False
+    emulated: bool = False                # measured on an emulated CPU: timings shown, never compared
     samples: list = field(default_factory=list, repr=False)
     p50_ci: Optional[list] = None         # 95 % CI of the median, from the raw samples
     cv: Optional[float] = None            # coefficient of variation of the samples
     stable: Optional[bool] = None         # None: the result did not say (older or native results)
     stability_reasons: list = field(default_factory=list)
     valid: Optional[bool] = None          # minimum runs and duration met
-    emulated: bool = False                # timed under emulation: never compared with real timings
     memory_limit_mb: Optional[float] = None
     ops: list = field(default_factory=list, repr=False)   # per-op profile {name, op_type, ms, where}
     diagnosis: Optional[str] = None       # why it is slower than its FP32 twin
@@ -153,8 +153,7 @@ def _row_from_result(run_id: str, r: dict) -> Row:
                fidelity_samples=r["fid_samples"], runtime=r["runtime"], threads=r["threads"], runs=r["runs"],
                samples=samples, p50_ci=ci, cv=cv, stable=res.stable,
                stability_reasons=list((res.stability or {}).get("reasons") or []), valid=res.valid,
-               emulated=bool(res.emulated or (res.device is not None and res.device.get("emulated"))),
-               ops=list(res.ops or []))
+               emulated=bool(res.emulated), ops=list(res.ops or []))
 
 
 def rows_for_run(store: ResultsStore, run: RunInfo) -> tuple[list[Row], list[dict]]:
@@ -198,11 +197,12 @@ def _dominates(a: Row, b: Row, use_quality: bool) -> bool:
 
 def mark_pareto(rows: list[Row]) -> None:
     """Set ``pareto`` on the ok rows no other ok row of the same run × target dominates
-    (lower p50 latency, smaller size, higher accuracy / agreement when every row has one)."""
+    (lower p50 latency, smaller size, higher accuracy / agreement when every row has one).
+    Emulated rows are never marked: their latency says nothing about a real device."""
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         r.pareto = False
-        if r.ok and r.p50_ms is not None:
+        if r.ok and r.p50_ms is not None and not r.emulated:
             groups.setdefault((r.run_id, r.target), []).append(r)
     for group in groups.values():
         use_quality = all(r.quality is not None for r in group)
@@ -267,6 +267,10 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
             comp.baseline = base
             base_rows, _ = rows_for_run(store, base)
             comp.checks = check_regressions(rows, base_rows, rules)
+            emulated = sorted({r.target for r in rows + base_rows if r.emulated})
+            if emulated:
+                comp.notes.append(f"emulated target(s) {', '.join(emulated)} not checked: timings and energy "
+                                  "on an emulated CPU are not compared")
         return comp
     finally:
         if own:

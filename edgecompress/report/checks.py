@@ -15,7 +15,8 @@ fastest run is slower than the baseline's fastest by more than PCT too (other pr
 only ever add time, so a truly slower artifact is slower in its fastest runs as well, while
 a busy device leaves some runs untouched). A row that does not fail and whose result (in
 either run) is not ``stable`` (drift between halves, throttling, CPU time far below wall
-time; :mod:`edgecompress.device.stats`) is reported ``unstable``: neither passed nor failed. Emulated results are never compared with real ones.
+time; :mod:`edgecompress.device.stats`) is reported ``unstable``: neither passed nor failed.
+Rows measured on an emulated target (``emulated: true``) are never checked, in either run.
 """
 from __future__ import annotations
 
@@ -149,7 +150,9 @@ def _judge(rule: Rule, row, b, bv, cv, change: float) -> Check:
 
 
 def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Check]:
-    base = {(r.target, r.artifact): r for r in base_rows if r.artifact != "-"}
+    emulated = {r.target for r in [*rows, *base_rows] if getattr(r, "emulated", False)}
+    rows = [r for r in rows if r.target not in emulated]
+    base = {(r.target, r.artifact): r for r in base_rows if r.artifact != "-" and r.target not in emulated}
     checks = []
     for rule in rules:
         attr, _unit, worse = METRICS[rule.metric]

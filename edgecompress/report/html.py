@@ -147,6 +147,8 @@ def _facts(t: dict) -> str:
     items = [("profile", t.get("profile")), ("transport", t.get("transport")), ("status", t.get("status"))]
     if t.get("error"):
         items.append(("error", t["error"]))
+    if dev.get("emulated"):
+        items.append(("emulated", "yes: the CPU is emulated (qemu); timings are not a real device's"))
     for k in ("arch", "os", "python", "numpy", "cpu_model", "cores", "memory_mb", "free_disk_mb"):
         if dev.get(k) is not None:
             items.append((k, dev[k]))
@@ -172,6 +174,8 @@ def _target_sections(comparison) -> list[str]:
         seen.add(key)
         rows = [r for r in comparison.rows if r.target == t["target"] and r.run_id == t.get("run_id")]
         title = f"{t['target']}" + (f" [{t.get('run_id')}]" if multi else "")
+        if any(r.emulated for r in rows):
+            title += " (emulated CPU: timings are not a real device's)"
         out.append(f"<h2>Target {_e(title)}</h2>")
         out.append(_facts(t))
         if any(r.ok and r.p50_ms is not None for r in rows):

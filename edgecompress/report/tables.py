@@ -4,15 +4,20 @@ Columns: target, artifact, size (KB), p50 / p90 latency (ms), peak memory (MB), 
 inference (mJ, ``meas`` = measured by a sensor, ``est`` = estimated from the power model),
 quality (device accuracy and its change against the source model in points, or top-1
 agreement with the host reference when there are no labels), ``*`` for Pareto-best, status.
+Rows measured on an emulated CPU (the lab's qemu aarch64 device) show their timings tagged
+``emu`` and ``emulated`` in their status; their energy is ``n/a``.
 """
 from __future__ import annotations
+
+from typing import Any, Sequence
 
 HEADERS = ["target", "artifact", "size_kb", "p50_ms", "p90_ms", "peak_mb", "energy_mj", "quality", "pareto",
            "status"]
 
 LEGEND = ("energy: meas = measured by a sensor, est = estimated from the profile's power model; "
           "quality: device accuracy (change vs. the source model, points) or top-1 agreement with the host "
-          "reference; * = Pareto-best on this target (latency, size, quality)")
+          "reference; * = Pareto-best on this target (latency, size, quality); emu = timed on an emulated CPU "
+          "(qemu): outputs and quality are real, timings mean nothing for a real device and are not compared")
 
 
 def _f(v, digits=3) -> str:
@@ -35,18 +40,54 @@ def quality_cell(row) -> str:
     return ""
 
 
+def _t(row, v) -> str:
+    """A timing cell; tagged ``emu`` when it was measured on an emulated CPU."""
+    text = _f(v)
+    return f"{text} emu" if text and getattr(row, "emulated", False) else text
+
+
 def cells(row, multi_run: bool = False) -> list[str]:
     status = row.status if row.ok else f"failed: {(row.error or '').splitlines()[0][:70] if row.error else ''}"
+    if getattr(row, "emulated", False):
+        status = f"{status} (emulated)"
     target = f"{row.target} [{row.run_id}]" if multi_run else row.target
     return [target, row.artifact,
             "" if row.size_bytes is None else f"{row.size_bytes / 1024:.1f}",
-            _f(row.p50_ms), _f(row.p90_ms), _f(row.peak_rss_mb), energy_cell(row), quality_cell(row),
+            _t(row, row.p50_ms), _t(row, row.p90_ms), _f(row.peak_rss_mb), energy_cell(row), quality_cell(row),
             "*" if row.pareto else "", status]
 
 
-def render_table(comparison) -> str:
-    from ..cli.common import table
+def _is_num(s: str) -> bool:
+    try:
+        float(s.rstrip("%x×"))
+        return True
+    except ValueError:
+        return False
 
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table drawn by rich (no colour, no wrapping); numeric columns right-aligned."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="", highlight=False)
+    for i, h in enumerate(headers):
+        numeric = any(r[i] for r in cells) and all(_is_num(r[i]) for r in cells if r[i])
+        t.add_column(h, justify="right" if numeric else "left", no_wrap=True)
+    for r in cells:
+        t.add_row(*r)
+    buf = io.StringIO()
+    Console(file=buf, width=100_000, color_system=None, force_terminal=False, highlight=False,
+            emoji=False, markup=False).print(t)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+
+
+def render_table(comparison) -> str:
+    table = text_table
     multi = len(comparison.runs) > 1
     lines = []
     for run in comparison.runs:
