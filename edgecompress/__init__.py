@@ -10,7 +10,8 @@ The public verbs (imported lazily, so ``import edgecompress`` stays light)::
     benchmark(target, artifacts, ...)     -> [BenchmarkResult]  (a Manifest, records or paths; stored as a run)
     check_target(target, targets_file=None) -> dict    (what the device is, what to install)
     run(model, targets, RunConfig(...))   -> RunResult    (compress + deploy + measure + store)
-    compare(run_ids=None, db=None)        -> Comparison
+    compare(run_ids=None, db=None)        -> Comparison   (rows, recommendations, checks)
+    tune(model, targets, data=..., trials=20) -> TuneResult (per target: candidates, Pareto, recommended)
 
     m = compress("model.onnx", "x86-64-host", data="digits.npz")
     res = benchmark("local", m)           # compare() now shows res (res.run_id)
@@ -37,6 +38,7 @@ _VERBS = {
     "run": "edgecompress.runs",
     "RunConfig": "edgecompress.runs",
     "compare": "edgecompress.report",
+    "tune": "edgecompress.tune",
 }
 
 

@@ -166,6 +166,7 @@ class _Runner:
         self.compressed = threading.Event()
         self.outcomes = {t.name: TargetOutcome(t.name, t.profile) for t in targets}
         self.done: dict = {}     # (target, artifact sha256) -> result kept from the run being resumed
+        self.ops = False         # per-operator profiles too
 
     def worker(self, target, profile) -> None:
         out = self.outcomes[target.name]
@@ -220,7 +221,7 @@ class _Runner:
                     continue
                 _say(self.progress, target.name, "bench", artifact=key, i=i, n=len(arts))
                 res = s.bench(a, measure=measure, inputs=self.held.x,
-                              power=profile.power, input_layout=self.layout)
+                              power=profile.power, input_layout=self.layout, ops=self.ops)
                 outputs, res.outputs = res.outputs, None
                 if res.ok and outputs is not None:
                     try:
@@ -267,6 +268,7 @@ class RunConfig:
     cache_dir: Optional[str | Path] = None
     progress: Optional[Progress] = None
     resume: Optional[str] = None
+    ops: bool = False                 # per-operator profiles on the device too (result.ops)
 
     def __post_init__(self) -> None:
         from .deploy.bench import measure_with
@@ -346,6 +348,7 @@ def run(model, targets: list, config: Optional[RunConfig] = None, **options) -> 
                      measure=measure_for, held=held, reference=reference, progress=progress)
     runner.done = done
     runner.layout = loaded.layout
+    runner.ops = cfg.ops
     result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=runner.outcomes)
     threads = []
     try:

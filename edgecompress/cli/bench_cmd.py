@@ -21,6 +21,8 @@ def add(sub) -> None:
                         "'cpu' (default: the profile's first)")
     p.add_argument("--op-profiling", action="store_true",
                    help="native mode (benchmark_model): per-op-type timings in the result's op_profile")
+    p.add_argument("--ops", action="store_true",
+                   help="also profile each artifact per operator on the device (result 'ops'; top ops printed)")
     p.add_argument("--db", metavar="PATH", help="results database the results are stored in as a run (default: "
                                                 "$EDGECOMPRESS_DB or $XDG_DATA_HOME/edgecompress/results.db)")
     p.add_argument("--no-store", action="store_true", help="do not store the results")
@@ -47,7 +49,7 @@ def _bench(args) -> int:
     results = benchmark(args.target, args.artifacts, targets_file=args.targets_file, runs=args.runs,
                         warmup=args.warmup, threads=args.threads, min_seconds=args.min_seconds,
                         trust_new_host=args.trust_new_host, delegate=args.delegate,
-                        op_profiling=args.op_profiling, store=not args.no_store, db=args.db)
+                        op_profiling=args.op_profiling, store=not args.no_store, db=args.db, ops=args.ops)
     failed = [r for r in results if not r.ok]
     if args.json:
         print_json([r.to_dict() for r in results])
@@ -65,4 +67,14 @@ def _bench(args) -> int:
                      energy, (r.error or "")[:90]))
     print(f"target {args.target}" + (f"  (stored as run {results.run_id} in {results.db})" if results.run_id else ""))
     print(table(["artifact", "status", "p50_ms", "mean_ms", "p90_ms", "runs", "peak_mb", "mJ/inference", "error"], rows))
+    for r in results:
+        lat = r.latency_ms
+        if r.ok and lat is not None and lat.p50_ci:
+            stab = "stable" if r.stable else "UNSTABLE: " + "; ".join((r.stability or {}).get("reasons") or ["?"])
+            print(f"{r.key}: p50 95% CI {lat.p50_ci[0]:.4g}-{lat.p50_ci[1]:.4g} ms, cv {lat.cv or 0:.2f}, {stab}, "
+                  f"{'valid' if r.valid else 'NOT valid'}")
+        if args.ops and r.ops:
+            from .common import ops_lines
+
+            print("\n".join(ops_lines(r.to_dict())))
     return 1 if failed else 0

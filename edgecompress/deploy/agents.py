@@ -84,7 +84,7 @@ class DeviceAgent(ABC):
     @abstractmethod
     def bench(self, rec: "ArtifactRecord", *, measure: "Measure", power: "Power", inputs=None,
               input_layout: str = "NCHW", delegate: Optional[str] = None,
-              op_profiling: bool = False) -> BenchmarkResult:
+              op_profiling: bool = False, ops: bool = False) -> BenchmarkResult:
         """Measure one artifact already synced (``session.blob_path``). Raises for a lost
         connection (the session measures again) and for failures the session turns into a failed
         result; a failure the agent can describe may also come back as ``status: failed``."""
@@ -123,7 +123,7 @@ class PythonAgent(DeviceAgent):
         return json.loads(res.stdout)
 
     def bench(self, rec, *, measure, power, inputs=None, input_layout="NCHW", delegate=None,
-              op_profiling=False) -> BenchmarkResult:
+              op_profiling=False, ops=False) -> BenchmarkResult:
         s, m = self.session, measure
         profile = s.profile
         meter = "none" if self.target.emulated else (self.target.energy or profile.energy.meter)
@@ -136,6 +136,8 @@ class PythonAgent(DeviceAgent):
             argv += ["--layout", rec.layout]
         if command:
             argv += ["--energy-command", command]
+        if ops:
+            argv += ["--ops"]                      # per-op profile after the timed runs (device/ops.py)
         io_in = io_out = None
         if inputs is not None:
             import numpy as np

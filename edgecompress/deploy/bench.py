@@ -57,7 +57,7 @@ def measure_with(base, overrides: Optional[dict] = None):
 def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = None, warmup: Optional[int] = None,
               threads: Optional[int] = None, min_seconds: Optional[float] = None, inputs=None,
               trust_new_host: bool = False, lock_timeout_s: float = 600, delegate: Optional[str] = None,
-              op_profiling: bool = False, store: bool = True, db=None) -> BenchResults:
+              op_profiling: bool = False, store: bool = True, db=None, ops: bool = False) -> BenchResults:
     """Deploy ``artifacts`` to ``target`` and measure each; returns the :class:`BenchmarkResult` list.
 
     ``artifacts``: a :class:`~edgecompress.manifest.Manifest`, artifact records, ``.onnx``/``.tflite``
@@ -93,8 +93,8 @@ def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = Non
                 device = s.facts()
             except EdgeCompressError as e:
                 log.warning("%s: no device facts: %s", tgt.name, e)
-            out += [s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling)
-                    for r in records]
+            out += [s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling,
+                            ops=ops) for r in records]
     except EdgeCompressError as e:
         out += [failed_result(tgt.name, r, str(e)) for r in records]
     if store:

@@ -259,7 +259,9 @@ class DeviceSession:
     def bench(self, artifact: Union[ArtifactRecord, Path, str], **kw) -> BenchmarkResult:
         """Benchmark one artifact; never raises for a device-side failure (status "failed").
 
-        Keywords: ``measure``, ``inputs``, ``power``, ``input_layout``, ``delegate``, ``op_profiling``.
+        Keywords: ``measure``, ``inputs``, ``power``, ``input_layout``, ``delegate``, ``op_profiling``,
+        ``ops`` (a per-operator profile too: ``result.ops``, :mod:`edgecompress.device.ops`; in native
+        mode from benchmark_model's op profiling).
         ``delegate`` and ``op_profiling`` reach LiteRT's benchmark_model (targets with
         ``mode: native``); the Python runner uses the runtime's default CPU path (XNNPACK for
         TFLite) and says so in the result's ``notes`` when they were asked for. On an emulated
@@ -271,7 +273,7 @@ class DeviceSession:
 
     def _bench_one(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
                    inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
-                   delegate: Optional[str] = None, op_profiling: bool = False) -> BenchmarkResult:
+                   delegate: Optional[str] = None, op_profiling: bool = False, ops: bool = False) -> BenchmarkResult:
         rec = artifact if isinstance(artifact, ArtifactRecord) else record_for_file(Path(artifact))
         path = Path(rec.path)
         m = measure or self.profile.measure
@@ -287,7 +289,7 @@ class DeviceSession:
                     self.sync([path])
                     self._ensure_lock()
                     result = self.agent.bench(rec, measure=m, power=p, inputs=inputs, input_layout=input_layout,
-                                              delegate=delegate, op_profiling=op_profiling)
+                                              delegate=delegate, op_profiling=op_profiling, ops=ops)
                     result.target, result.artifact = self.target.name, artifact_info(rec)
                     result.add_note(self.lock_message)
                     if attempt:

@@ -94,6 +94,7 @@ def render_table(comparison) -> str:
         lines.append(f"run {run.id}  {run.model_source or ''}  ({run.state})")
     lines.append(table(HEADERS, [cells(r, multi) for r in comparison.rows]))
     lines.append(LEGEND)
+    lines += recommendation_lines(comparison)
     lines += _checks_text(comparison)
     return "\n".join(lines)
 
@@ -108,10 +109,26 @@ def render_markdown(comparison) -> str:
     for r in comparison.rows:
         lines.append("| " + " | ".join(esc(c) for c in cells(r, multi)) + " |")
     lines += ["", f"_{LEGEND}_"]
+    recs = recommendation_lines(comparison)
+    if recs:
+        lines += ["", *[f"- {x}" for x in recs]]
     checks = _checks_text(comparison)
     if checks:
         lines += ["", "```"] + checks + ["```"]
     return "\n".join(lines)
+
+
+def recommendation_lines(comparison) -> list[str]:
+    """``recommended on TARGET (objective): ARTIFACT -- reason`` and the diagnosis lines."""
+    multi = len(comparison.runs) > 1
+    out = []
+    for r in getattr(comparison, "recommendations", []):
+        where = f"{r.target} [{r.run_id}]" if multi else r.target
+        out.append(f"recommended on {where} ({r.objective}): {r.artifact or 'none'} -- {r.reason}")
+    for row in comparison.rows:
+        if row.diagnosis:
+            out.append(f"why slow on {row.target}: {row.diagnosis}")
+    return out
 
 
 def _checks_text(comparison) -> list[str]:
@@ -119,6 +136,29 @@ def _checks_text(comparison) -> list[str]:
     if not comparison.checks:
         return notes
     base = comparison.baseline.id if comparison.baseline else "?"
-    n = len(comparison.regressions)
-    head = f"regression checks against {base}: " + (f"{n} FAILED" if n else "all passed")
+    n, u = len(comparison.regressions), len(comparison.unstable)
+    head = f"regression checks against {base}: " + (f"{n} FAILED" if n else (
+        f"no regression, {u} UNSTABLE (not judged)" if u else "all passed"))
     return notes + [head] + ["  " + c.describe() for c in comparison.checks]
+
+
+CSV_FIELDS = ["run_id", "target", "artifact", "format", "precision", "status", "size_bytes", "p50_ms", "p50_ci_low",
+              "p50_ci_high", "p90_ms", "p99_ms", "mean_ms", "cv", "stable", "valid", "peak_rss_mb", "energy_mj",
+              "energy_method", "accuracy", "reference_accuracy", "delta_accuracy", "top1_agreement", "cosine",
+              "pareto", "recommended", "emulated", "runs", "threads", "runtime", "diagnosis", "error"]
+
+
+def render_csv(comparison) -> str:
+    """Every row as CSV (header first; empty cells for unknown values)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in comparison.rows:
+        d = r.to_dict(ops=False)
+        ci = r.p50_ci or [None, None]
+        d["p50_ci_low"], d["p50_ci_high"] = ci[0], ci[1]
+        w.writerow({k: ("" if d.get(k) is None else d.get(k)) for k in CSV_FIELDS})
+    return buf.getvalue()
