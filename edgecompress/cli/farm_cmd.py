@@ -87,8 +87,8 @@ def bench_on_farm(target, artifacts, *, farm, artifact_store="db", worker_wait_s
     from ..errors import UsageError
     from ..farm.submit import bench_on_farm as submit
 
-    if delegate or op_profiling:
-        raise UsageError("--delegate/--op-profiling are not sent to farm workers yet; bench without --farm")
+    if delegate or op_profiling or _.get("ops"):
+        raise UsageError("--delegate/--op-profiling/--ops are not sent to farm workers yet; bench without --farm")
     if not store:
         raise UsageError("--no-store cannot be used with --farm: farm results reach you through the database")
 

@@ -74,6 +74,8 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
 
     if ignored.get("resume"):
         raise UsageError("--resume is not supported with --farm yet; rerun without it")
+    if ignored.get("ops"):
+        raise UsageError("--ops (per-operator profiles) is not sent to farm workers yet; run without --farm")
     r = redis_client(farm)
     names = [getattr(t, "name", t) for t in (targets or [])]
     if len(set(names)) != len(names):
