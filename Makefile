@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -m "not device"
+# make demo ARCH=aarch64: also the emulated aarch64 lab device (a Debian arm64 root, built once)
+ARCH ?=
 
 .PHONY: demo test test-fast setup system-deps bench clean
 
@@ -24,7 +26,7 @@ system-deps:
 	@bash tools/install_system_deps.sh
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(if $(ARCH),--arch $(ARCH))
 
 test: setup
 	bash tools/run_tests.sh $(PYTEST_ARGS)

@@ -10,17 +10,20 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from .device.meters import METERS as METER_NAMES
 from .errors import ProfileError
-from .registry import suggest
+from .exporters import CAPABILITIES
+from .registry import agent_delegates, suggest
 from .schema import Strict, load_yaml, validate
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
-Format = Literal["onnx", "tflite"]
-Precision = Literal["fp32", "fp16", "dynamic", "int8"]
+# name lists from their one source: the exporters' capability table, the meters, the agents
+Format = Literal[tuple(dict.fromkeys(c.format for c in CAPABILITIES))]
+Precision = Literal[tuple(dict.fromkeys(c.precision for c in CAPABILITIES))]
 Runtime = Literal["tflite", "onnxruntime"]
-Meter = Literal["auto", "rapl", "pi5-pmic", "android-battery", "jetson-ina", "command", "none"]
-Delegate = Literal["xnnpack", "gpu", "nnapi", "hexagon", "cuda", "tensorrt"]
+Meter = Literal[("auto", *METER_NAMES, "none")]
+Delegate = Literal[agent_delegates()]
 Calibration = Literal["minmax", "entropy", "percentile"]
 
 #: which runtime runs which format
@@ -51,6 +54,18 @@ class ArtifactSpec(Strict):
     format: Format
     precision: Precision
     calibration: Calibration = "minmax"
+    # static INT8 ONNX only (what `tune` searches; the defaults are the profile's usual artifact)
+    per_channel: bool = True
+    activation_type: Literal["int8", "uint8"] = "int8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    quant_format: Literal["qdq", "qoperator"] = "qdq"
+    keep_float: list[str] = Field([], description="node names left in float (mixed precision)")
+
+    def quant_settings(self) -> dict:
+        """The INT8 settings that differ from the defaults (empty for the usual artifact)."""
+        default = {"per_channel": True, "activation_type": "int8", "weight_type": "int8", "quant_format": "qdq",
+                   "keep_float": []}
+        return {k: getattr(self, k) for k, v in default.items() if getattr(self, k) != v}
 
     @property
     def key(self) -> str:
@@ -92,6 +107,18 @@ class Quality(Strict):
     outputs: dict[str, OutputQuality] = {}
 
 
+Objective = Literal["p50", "p90", "energy", "size", "peak_rss"]
+
+
+class Budget(Strict):
+    """What the recommendation (and ``tune``) may trade away, and what it optimises."""
+    objective: Objective = "p50"
+    max_accuracy_drop: float = Field(1.0, ge=0, description="percentage points below the source model")
+    min_agreement: float = Field(0.97, ge=0, le=1, description="top-1 agreement with the source model")
+    min_cosine: float = Field(0.99, ge=-1, le=1, description="cosine of the outputs with the source model")
+    max_memory_mb: Optional[float] = Field(None, gt=0, description="peak RSS limit (default: the device's memory)")
+
+
 class DeviceProfile(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -105,6 +132,7 @@ class DeviceProfile(Strict):
     energy: Energy = Energy()
     quality: Quality = Quality()
     batch: Optional[int] = Field(None, ge=1, description="fix the batch dim of ONNX artifacts (default: keep the source's)")
+    budget: Budget = Budget()
 
     @field_validator("passes")
     @classmethod

@@ -1,9 +1,15 @@
-"""One small registry for exporters, passes, transports and meters.
+"""One small registry class, and the name lists the schemas are built from.
 
 Entries are registered eagerly (``@REG.register("name")``) or lazily by a
 ``"module:attribute"`` string so heavy frameworks are imported only when the
 entry is chosen. A miss names the valid entries and the closest one; a duplicate
 registration names the place of both registrations.
+
+Instances: ``EXPORTERS`` (exporters/), ``PASSES`` (passes/), ``TRANSPORTS`` (transports/), and here
+``AGENTS`` (the device agents, by target ``mode``) and ``METERS`` (the energy meters; the names
+come from :mod:`edgecompress.device.meters`, which the device imports without any host package).
+The profile and target schemas take their ``Literal`` types from these (``names()``) and from the
+exporters' capability table, so a name list is written once.
 """
 from __future__ import annotations
 
@@ -76,3 +82,21 @@ class Registry(Generic[T]):
 AGENTS: Registry = Registry("agent")
 AGENTS.register("python", "edgecompress.deploy.agents:PythonAgent", _place=__file__)
 AGENTS.register("native", "edgecompress.deploy.native:NativeAgent", _place=__file__)
+#: energy meters by name (the device runner reads the same table: device/meters.py FACTORIES)
+METERS: Registry = Registry("meter")
+def _register_meters() -> None:
+    from .device import meters
+
+    for name in meters.METERS:
+        METERS.register(name, meters.FACTORIES.get(name, meters.CommandMeter), _place=meters.__file__)
+
+
+_register_meters()
+
+
+def agent_delegates() -> tuple[str, ...]:
+    """Every delegate some agent can apply (a profile may list only these)."""
+    out: dict[str, None] = {}
+    for mode in AGENTS:
+        out.update(dict.fromkeys(getattr(AGENTS.get(mode), "delegates", ())))
+    return tuple(out)

@@ -118,10 +118,10 @@ def _resolve_targets(names: list[str], targets_file) -> list:
             load_target(n, targets_file)        # raises TargetError with the valid names
         t = inventory[n] if isinstance(n, str) else n
         try:
-            load_profile(t.profile)
+            profile = load_profile(t.profile)
         except EdgeCompressError as e:
             raise TargetError(f"target {t.name!r}: {e}") from e
-        chosen.append(t)
+        chosen.append((t, profile))
     return chosen
 
 
@@ -174,6 +174,7 @@ class _Runner:
         self.compressed = threading.Event()
         self.outcomes = {t.name: TargetOutcome(t.name, t.profile) for t in targets}
         self.done: dict = {}     # (target, artifact sha256) -> result kept from the run being resumed
+        self.ops = False         # per-operator profiles too
 
     def worker(self, target, profile) -> None:
         out = self.outcomes[target.name]
@@ -231,7 +232,7 @@ class _Runner:
 
                 inputs = {**self.held.samples(self.loaded), "__io__": io_spec(manifest.model, a)}
                 res = s.bench(a, measure=measure, inputs=inputs,
-                              power=profile.power, input_layout=self.layout)
+                              power=profile.power, input_layout=self.layout, ops=self.ops)
                 outputs, res.outputs = res.outputs, None
                 if res.ok and outputs is not None:
                     try:
@@ -274,40 +275,95 @@ def _mark_degraded(res, artifact, fid: Optional[dict]) -> None:
         res.error = "below the quality floor: " + "; ".join(reasons)
 
 
-def run(model, targets: list, *, targets_file=None, data=None, out: str | Path = "out", db=None,
-        input_shape=None, weights: str | None = None, passes: list[dict] | None = None,
-        allow_random_calibration: bool = False, trust_new_host: bool = False, measure: dict | None = None,
-        eval_samples: int = 200, target_timeout_s: float | None = None, html: str | Path | None | bool = True,
-        cache_dir: str | Path | None = None, progress: Optional[Progress] = None,
-        resume: Optional[str] = None, feedback: Optional[dict] = None, metric=None,
-        quality: Optional[dict] = None, as_is: bool = False) -> RunResult:
+@dataclass
+class RunConfig:
+    """Everything :func:`run` takes besides the model and the targets; checked when made
+    (a bad value is a :class:`~edgecompress.errors.UsageError` naming it), so a run never starts
+    on a bad setting.
+
+    ``measure``: overrides of the profiles' measure settings (``runs``, ``warmup``, ``min_seconds``,
+    ``threads``, ``cooldown_s``, ``timeout_s``). ``html``: True writes ``OUT/report-<run id>.html``,
+    a path writes there, False/None none. ``resume``: the id of an earlier run of the same model and
+    measure settings (killed, or with failures) to continue: its ok results are kept and not measured
+    again (matched by target and artifact sha256), its failed ones are dropped and redone, and it ends
+    under the same id. ``progress(target, event, info)``: see the module docstring.
+    """
+
+    targets_file: Optional[str | Path] = None
+    data: Any = None
+    out: str | Path = "out"
+    db: Any = None
+    input_shape: Optional[tuple] = None
+    weights: Optional[str] = None
+    passes: Optional[list] = None
+    allow_random_calibration: bool = False
+    trust_new_host: bool = False
+    measure: Optional[dict] = None
+    eval_samples: int = 200
+    target_timeout_s: Optional[float] = None
+    html: Any = True
+    cache_dir: Optional[str | Path] = None
+    progress: Optional[Progress] = None
+    resume: Optional[str] = None
+    ops: bool = False                 # per-operator profiles on the device too (result.ops)
+    feedback: Optional[dict] = None   # {OUTPUT: INPUT}: recurrent state fed back, samples in order
+    metric: Any = None                # module:function task metric (compress)
+    quality: Optional[dict] = None    # overrides of the profiles' quality floor
+    as_is: bool = False               # measure the given .onnx as it is (a .tflite always is)
+
+    def __post_init__(self) -> None:
+        from .deploy.bench import measure_with
+        from .profiles import Measure
+
+        if isinstance(self.eval_samples, bool) or not isinstance(self.eval_samples, int) or self.eval_samples < 1:
+            raise UsageError(f"eval_samples must be an integer >= 1, got {self.eval_samples!r}")
+        if self.target_timeout_s is not None and not (isinstance(self.target_timeout_s, (int, float))
+                                                      and self.target_timeout_s > 0):
+            raise UsageError(f"target_timeout_s must be a number > 0 (or None), got {self.target_timeout_s!r}")
+        self.measure = {k: v for k, v in (self.measure or {}).items() if v is not None}
+        measure_with(Measure(), self.measure)          # unknown keys, values out of range
+        if self.passes is not None and not isinstance(self.passes, (list, tuple)):
+            raise UsageError(f"passes must be a list of pass specs, got {type(self.passes).__name__}")
+        if self.progress is not None and not callable(self.progress):
+            raise UsageError("progress must be a callable progress(target, event, info)")
+        if self.input_shape is not None and not isinstance(self.input_shape, (tuple, list, dict)):
+            raise UsageError(f"input_shape must be a tuple of dims, got {self.input_shape!r}")
+
+
+def run(model, targets: list, config: Optional[RunConfig] = None, **options) -> RunResult:
     """Compress ``model`` for each target's profile, measure every artifact on every target, store it all.
 
     ``targets``: target names (or Target objects); empty means ``local`` (or, with a
-    ``targets_file``, every target in it). ``measure``: overrides of the profiles' measure
-    settings (``runs``, ``warmup``, ``min_seconds``, ``threads``, ``cooldown_s``, ``timeout_s``).
-    ``html``: True writes ``OUT/report-<run id>.html``, a path writes there, False/None none.
-    ``resume``: the id of an earlier run of the same model and measure settings (killed, or with
-    failures) to continue: its ok results are kept and not measured again (matched by target and
-    artifact sha256), its failed ones are dropped and redone, and it ends under the same id.
+    ``targets_file``, every target in it). ``config``: a :class:`RunConfig`; keyword ``options``
+    are its fields (a thin convenience: ``run(m, ["local"], data="d.npz", measure={"runs": 20})``).
     Raises for bad input (exit 2) before any work; device and artifact failures are in the result.
     """
+    import dataclasses
+
+    try:
+        cfg = dataclasses.replace(config, **options) if config is not None else RunConfig(**options)
+    except TypeError as e:
+        valid = ", ".join(f.name for f in dataclasses.fields(RunConfig))
+        raise UsageError(f"run(): {e}; valid options: {valid}") from None
+    targets_file, data, out, db = cfg.targets_file, cfg.data, cfg.out, cfg.db
+    input_shape, weights, passes = cfg.input_shape, cfg.weights, cfg.passes
+    allow_random_calibration, trust_new_host = cfg.allow_random_calibration, cfg.trust_new_host
+    eval_samples, target_timeout_s, html = cfg.eval_samples, cfg.target_timeout_s, cfg.html
+    cache_dir, progress, resume = cfg.cache_dir, cfg.progress, cfg.resume
     from .compress import compress_many
     from .models import load_model
-    from .profiles import Measure, load_profile
+    from .deploy.bench import measure_with
     from .results import ResultsStore
 
-    chosen = _resolve_targets(list(targets or []), targets_file)
+    resolved = _resolve_targets(list(targets or []), targets_file)     # [(Target, DeviceProfile)], once
+    chosen = [t for t, _ in resolved]
+    target_profile = {t.name: p for t, p in resolved}
     profiles = {}
-    for t in chosen:
-        p = load_profile(t.profile)
+    for p in target_profile.values():
         profiles.setdefault(p.name, p)
-    target_profile = {t.name: load_profile(t.profile) for t in chosen}
-    overrides = {k: v for k, v in (measure or {}).items() if v is not None}
-    bad = set(overrides) - set(Measure.model_fields)
-    if bad:
-        raise UsageError(f"unknown measure setting(s) {sorted(bad)}; valid: {', '.join(Measure.model_fields)}")
-    if as_is or str(model).endswith(".tflite"):
+    overrides = cfg.measure
+    feedback, metric, quality = cfg.feedback, cfg.metric, cfg.quality
+    if cfg.as_is or str(model).endswith(".tflite"):
         from .given import as_is_model
 
         loaded = as_is_model(model, out, input_shape)
@@ -322,7 +378,7 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
     reference = loaded.run(held.samples(loaded), feedback)
 
     def measure_for(profile):
-        return Measure(**{**profile.measure.model_dump(), **overrides})
+        return measure_with(profile.measure, overrides)
 
     out = Path(out)
     store = ResultsStore(db)
@@ -346,6 +402,7 @@ def run(model, targets: list, *, targets_file=None, data=None, out: str | Path =
     runner.done = done
     runner.layout = loaded.layout
     runner.loaded = loaded
+    runner.ops = cfg.ops
     result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=runner.outcomes)
     threads = []
     try:

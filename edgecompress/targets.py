@@ -16,7 +16,8 @@ from pydantic import Field, model_validator
 
 from .errors import TargetError
 from .profiles import Meter, load_profile
-from .registry import suggest
+from .registry import AGENTS, suggest
+from .transports import TRANSPORTS
 from .schema import Strict, load_yaml, validate
 
 ENV_TARGETS = "EDGECOMPRESS_TARGETS"
@@ -25,7 +26,7 @@ ENV_TARGETS = "EDGECOMPRESS_TARGETS"
 class Target(Strict):
     name: str = Field(min_length=1)
     profile: str = Field(min_length=1)
-    transport: Literal["ssh", "adb", "local"] = "ssh"
+    transport: Literal[tuple(TRANSPORTS.names())] = "ssh"
     host: Optional[str] = Field(None, description="user@host:port or an alias from ~/.ssh/config")
     port: Optional[int] = Field(None, gt=0, lt=65536)
     user: Optional[str] = None
@@ -37,9 +38,11 @@ class Target(Strict):
     energy: Optional[Meter] = None
     energy_command: Optional[str] = None
     sysfs_root: str = Field("/", description="where the device's /sys and /proc live (tests point it elsewhere)")
-    mode: Literal["python", "native"] = "python"
+    mode: Literal[tuple(AGENTS.names())] = "python"
     benchmark_model: Optional[str] = Field(None, description="native mode: LiteRT benchmark_model binary on this host")
     connect_timeout_s: float = Field(15.0, gt=0)
+    emulated: bool = Field(False, description="the device's CPU is emulated (the lab's qemu aarch64 device): its "
+                                              "results are marked emulated; timings and energy are not used")
 
     @model_validator(mode="after")
     def _reachable(self):

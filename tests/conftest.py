@@ -98,3 +98,18 @@ def _results_db(tmp_path_factory):
         os.environ.pop("EDGECOMPRESS_DB", None)
     else:
         os.environ["EDGECOMPRESS_DB"] = old
+
+
+@pytest.fixture
+def fake_adb(tmp_path, monkeypatch):
+    """The stand-in adb client (:mod:`edgecompress.testing.phone`) as ``$EDGECOMPRESS_ADB``, no phone yet."""
+    from edgecompress.testing.phone import FakeAdb, use
+
+    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+    return use(FakeAdb(tmp_path / "adb"), monkeypatch.setenv)
+
+
+@pytest.fixture
+def fake_phone(fake_adb):
+    """One attached, authorised stand-in phone (Pixel 8 facts, on battery, 1.7325 W draw)."""
+    return fake_adb.phone()

@@ -8,11 +8,14 @@ Steps (each printed as it happens):
 3. ``edgecompress run edgecompress/examples/digits.py:factory --weights ... --data ...`` with
    modest measurement settings, which compresses for each target's profile, deploys, measures,
    checks accuracy on the device, stores the run and prints the comparison and the report path.
-4. The lab device is stopped again.
+   With ``--arch aarch64`` (``make demo ARCH=aarch64``) also the emulated aarch64 lab device
+   (edgecompress/lab/aarch64.py: a Debian arm64 root under qemu, built once, ~10 min, then
+   cached): its results are marked emulated (outputs and accuracy real, timings not).
+4. The lab devices are stopped again.
 
 Everything goes to ``demo-out/`` (results database: ``demo-out/results.db``). Exit status is
 the run's: 0 all ok, 1 some artifact or target failed (the rest are still shown).
-Options: ``--no-lab`` (local only), ``--out DIR``, ``--runs N``, ``--min-seconds S``.
+Options: ``--no-lab`` (local only), ``--arch aarch64``, ``--out DIR``, ``--runs N``, ``--min-seconds S``.
 """
 from __future__ import annotations
 
@@ -51,29 +54,48 @@ def train(out: Path) -> tuple[Path, Path]:
     return weights, data
 
 
-def start_lab(out: Path):
-    """(lab device, targets file) or (None, None) with the reason printed."""
+def start_lab(out: Path, arch: str = "x86_64"):
+    """(lab devices, targets file) or ([], None) with the reason printed."""
     from edgecompress import lab
 
     reason = lab.why_not()
     if reason:
         print(f"no virtual lab device here: {reason}; running on 'local' only")
-        return None, None
+        return [], None
+    devices = []
     try:
-        dev = lab.start_device("lab-demo", out / "lab")
+        devices.append(lab.start_device("lab-demo", out / "lab"))
     except Exception as e:  # noqa: BLE001 - the demo goes on with 'local'
-        print(f"no virtual lab device: {e}; running on 'local' only")
-        return None, None
+        print(f"no virtual lab device: {e}")
+    if arch == "aarch64":
+        from edgecompress.lab import aarch64
+
+        reason = aarch64.why_not()
+        try:
+            if reason:
+                raise RuntimeError(reason)
+            devices.append(aarch64.start_device("lab-demo-arm64", out / "lab",
+                                                progress=lambda m: print(f"lab: {m}", flush=True)))
+        except Exception as e:  # noqa: BLE001 - the demo goes on without it
+            print(f"no emulated aarch64 device: {e}")
+    if not devices:
+        print("running on 'local' only")
+        return [], None
     targets = out / "lab" / "targets.yaml"
-    lab.write_targets([dev], targets)
-    print(f"virtual device {dev.name}: sshd on {dev.host}:{dev.port}, user {dev.user}, targets file {targets}")
-    return dev, targets
+    lab.write_targets(devices, targets)
+    for dev in devices:
+        kind = " (aarch64, emulated: timings are not a real board's)" if getattr(dev, "emulated", False) else ""
+        print(f"virtual device {dev.name}{kind}: sshd on {dev.host}:{dev.port}, user {dev.user}")
+    print(f"targets file {targets}")
+    return devices, targets
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "demo-out"))
     ap.add_argument("--no-lab", action="store_true", help="run on 'local' only")
+    ap.add_argument("--arch", default="x86_64", choices=["x86_64", "aarch64"],
+                    help="aarch64: also the emulated aarch64 lab device")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--min-seconds", type=float, default=0.3)
     args = ap.parse_args(argv)
@@ -85,7 +107,7 @@ def main(argv=None) -> int:
     weights, data = train(out)
 
     step("2. targets")
-    dev, targets_file = (None, None) if args.no_lab else start_lab(out)
+    devices, targets_file = ([], None) if args.no_lab else start_lab(out, args.arch)
     try:
         cmd = [str(Path(sys.executable).parent / "edgecompress"), "run",
                str(ROOT / "edgecompress" / "examples" / "digits.py") + ":factory", "--weights", str(weights),
@@ -93,14 +115,15 @@ def main(argv=None) -> int:
                "--target", "local", "--runs", str(args.runs), "--warmup", "5",
                "--min-seconds", str(args.min_seconds), "--eval-samples", "200",
                "--html", str(out / "report.html")]
-        if dev is not None:
-            cmd[cmd.index("--runs"):cmd.index("--runs")] = ["--target", dev.name, "--targets", str(targets_file)]
+        if devices:
+            extra = [a for d in devices for a in ("--target", d.name)] + ["--targets", str(targets_file)]
+            cmd[cmd.index("--runs"):cmd.index("--runs")] = extra
         step("3. " + " ".join(os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c for c in cmd))
         rc = subprocess.call(cmd)
     finally:
-        if dev is not None:
-            from edgecompress import lab
+        from edgecompress import lab
 
+        for dev in devices:
             lab.stop_device(dev)
             print(f"stopped the virtual device {dev.name}")
     step(f"done in {time.monotonic() - t0:.0f} s (exit {rc})")

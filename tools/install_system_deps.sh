@@ -3,6 +3,7 @@
 #   openssh-server (real sshd for lab devices), iproute2 (network namespaces, tc),
 #   adb (Android transport client), chromium (HTML report screenshots),
 #   python3-venv (the lab's device Python is a venv of the system python3),
+#   qemu-user-static + mmdebstrap + arch-test (the emulated aarch64 lab device, `lab up --arch aarch64`),
 #   redis-server and postgresql (the team device farm's broker and shared results store;
 #   the farm tests start their own servers on loopback ports).
 # Needs root (CI runs as root); without it, prints what to install and goes on —
@@ -17,6 +18,10 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 # the lab builds its device Python (numpy + runtimes only) as a venv of the system python3
 [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && need+=(python3-venv)
+# the emulated aarch64 device: a Debian arm64 root made by mmdebstrap, run through qemu-user-static
+[ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+command -v arch-test >/dev/null 2>&1 || need+=(arch-test)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install_system_deps: not root; please install: ${need[*]}" >&2

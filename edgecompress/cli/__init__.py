@@ -22,6 +22,7 @@ COMMANDS = [
     "compress_cmd",
     "targets_cmd",
     "bench_cmd",
+    "tune_cmd",
     "lab_cmd",
     "farm_cmd",
 ]

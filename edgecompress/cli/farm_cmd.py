@@ -75,3 +75,27 @@ def add_farm_args(p) -> None:
 
 def farm_options(args) -> dict:
     return {"farm": args.farm, "artifact_store": args.artifact_store, "worker_wait_s": args.farm_wait}
+
+
+
+def bench_on_farm(target, artifacts, *, farm, artifact_store="db", worker_wait_s=10.0, targets_file=None, runs=None,
+                  warmup=None, threads=None, min_seconds=None, delegate=None, op_profiling=False, store=True,
+                  db=None, **_):
+    """``bench --farm``: the arguments of :func:`edgecompress.deploy.benchmark`, measured by a farm worker."""
+    import sys
+
+    from ..errors import UsageError
+    from ..farm.submit import bench_on_farm as submit
+
+    if delegate or op_profiling or _.get("ops"):
+        raise UsageError("--delegate/--op-profiling/--ops are not sent to farm workers yet; bench without --farm")
+    if not store:
+        raise UsageError("--no-store cannot be used with --farm: farm results reach you through the database")
+
+    def progress(t, event, info):
+        if event in ("connected", "failed", "waiting"):
+            print(f"{t}: {event} {info.get('error') or info.get('text') or ''}".rstrip(), file=sys.stderr)
+
+    return submit(target, artifacts, farm=farm, targets_file=targets_file, db=db,
+                  measure={"runs": runs, "warmup": warmup, "threads": threads, "min_seconds": min_seconds},
+                  artifact_store=artifact_store, worker_wait_s=worker_wait_s, progress=progress)

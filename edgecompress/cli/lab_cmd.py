@@ -12,6 +12,9 @@ def add(sub) -> None:
     psub.required = True
     up = psub.add_parser("up", help="start lab-x86 (loopback) and lab-slow (namespace + limits, when possible)")
     up.add_argument("--no-slow", action="store_true", help="only the loopback device")
+    up.add_argument("--arch", default="x86_64", choices=["x86_64", "aarch64"],
+                    help="aarch64: the emulated lab-arm64 (qemu; a Debian arm64 root built once, ~10 min, "
+                         "cached under ~/.cache/edgecompress/lab) instead of the x86 devices")
     up.add_argument("--cpu-quota", type=float, default=0.25, help="lab-slow CPU share of one core (0.25)")
     up.add_argument("--memory-mb", type=int, default=512, help="lab-slow memory limit (512)")
     up.add_argument("--rate", default="20mbit", help="lab-slow bandwidth, tc tbf rate (20mbit)")
@@ -38,14 +41,22 @@ def _up(args) -> int:
     from .. import lab
 
     reason = lab.why_not()
+    if not reason and args.arch == "aarch64":
+        from ..lab import aarch64
+
+        reason = aarch64.why_not()
     if reason:
         raise lab.LabError(f"{reason}; the built-in 'local' target works without the lab")
     path = lab.up(args.state, slow=False if args.no_slow else None, cpu_quota=args.cpu_quota,
-                  memory_mb=args.memory_mb, rate=args.rate)
+                  memory_mb=args.memory_mb, rate=args.rate, arch=args.arch,
+                  progress=lambda msg: print(f"lab: {msg}", flush=True))
     for d in lab.status(args.state):
         print(f"{d['name']}: {'running' if d['running'] else 'STOPPED'} at {d['host']}"
-              + (f" (netns {d['netns']}; {_limits(d['limits'])})" if d["netns"] else ""))
-    print(f"targets file: {path}\ntry: edgecompress targets check lab-x86 --targets {path}")
+              + (f" ({d['arch']}, emulated)" if d.get("emulated") else "")
+              + (f" (netns {d['netns']}" + (f"; {_limits(d['limits'])}" if d["limits"] else "") + ")"
+                 if d["netns"] else ""))
+    name = "lab-arm64" if args.arch == "aarch64" else "lab-x86"
+    print(f"targets file: {path}\ntry: edgecompress targets check {name} --targets {path}")
     return 0
 
 
@@ -67,7 +78,8 @@ def _status(args) -> int:
     if not devices:
         print("no lab devices (start them with: edgecompress lab up)")
         return 0
-    print(table(["name", "running", "host", "netns", "limits"],
-                [(d["name"], "yes" if d["running"] else "no", d["host"], d["netns"] or "", _limits(d["limits"] or {}))
-                 for d in devices]))
+    print(table(["name", "running", "arch", "host", "netns", "limits"],
+                [(d["name"], "yes" if d["running"] else "no",
+                  d.get("arch", "x86_64") + (" (emulated)" if d.get("emulated") else ""), d["host"],
+                  d["netns"] or "", _limits(d["limits"] or {})) for d in devices]))
     return 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 
-PRUNE_METHODS = ("global", "local", "structured")
+from ..passes.specs import MERGE_METHODS, PRUNE_METHODS
 
 
 def _fraction(text: str) -> float:
@@ -147,7 +147,7 @@ def add_pass_arguments(p) -> None:
     g.add_argument("--merge", metavar="CKPT", nargs="+", action=_PassAction,
                    build=lambda v: {"pass": "merge", "checkpoints": list(v)},
                    help="average these checkpoints (same architecture) into the model")
-    g.add_argument("--merge-method", choices=["greedy", "uniform"], action=_SetAction, pass_name="merge",
+    g.add_argument("--merge-method", choices=list(MERGE_METHODS), action=_SetAction, pass_name="merge",
                    key="method", create=False, help="greedy model soup (default) or uniform average")
     g.add_argument("--qat", nargs=0, action=_PassAction, build=lambda v: {"pass": "qat"},
                    help="quantization-aware training (Keras, tfmot; needs labelled --data)")

@@ -1,6 +1,6 @@
 """``edgecompress run MODEL --target A --target B ...``: compress, deploy, measure, store, compare.
 
-Progress goes to stderr (redrawn per target on a terminal, plain lines otherwise); the
+Progress goes to stderr (a rich bar per target on a terminal, plain lines otherwise); the
 comparison table and the report's path (or, with ``--json``, the whole result) go to stdout.
 Exit 0 when every target and artifact succeeded, 1 when any failed (the rest are kept,
 stored and reported), 2 on bad input.
@@ -12,7 +12,7 @@ import sys
 
 import os
 
-from .common import add_targets_file_arg, print_json
+from .common import add_budget_args, add_targets_file_arg, budget_kwargs, print_json
 from .compress_cmd import _stdout_to_stderr, add_io_arguments, add_pass_arguments, quality_flags, quiet_frameworks
 
 
@@ -54,6 +54,8 @@ def add(sub) -> None:
                    help="held-out samples for the on-device fidelity check (default 200)")
     g.add_argument("--target-timeout", type=float, metavar="S",
                    help="give up on a target still busy S seconds after compression (marked failed)")
+    g.add_argument("--ops", action="store_true", help="also profile every artifact per operator on the device")
+    add_budget_args(p)
     from .farm_cmd import add_farm_args
 
     add_farm_args(p)
@@ -73,14 +75,17 @@ def _run(args) -> int:
     names = args.target_names
     if not names:
         names = [n for n in load_targets(args.targets_file) if n != "local"] if args.targets_file else ["local"]
-    progress = RunProgress(names, sys.stderr)
     quiet_frameworks(args)
-    with _stdout_to_stderr():        # converters print to stdout; it must carry only our result
+    with RunProgress(names, sys.stderr) as progress, _stdout_to_stderr():   # stdout carries only our result
         result = _call_run(args, names, progress)
+    comp = compare([result.run_id], result.db, **budget_kwargs(args))
     if args.json:
-        print_json(result.to_dict())
+        d = result.to_dict()
+        d["recommendations"] = [r.to_dict() for r in comp.recommendations]
+        d["diagnoses"] = [r.diagnosis for r in comp.rows if r.diagnosis]
+        print_json(d)
         return result.exit_code
-    print(render_table(compare([result.run_id], result.db)))
+    print(render_table(comp))
     for name in result.failed:
         t = result.targets[name]
         print(f"{t.status.upper()}: {name}: {t.error}")
@@ -107,4 +112,4 @@ def _call_run(args, names, progress):
                         "threads": args.threads},
                eval_samples=args.eval_samples, target_timeout_s=args.target_timeout,
                html=args.html or True, progress=progress, passes=list(args.passes), cache_dir=args.cache,
-               resume=args.resume)
+               resume=args.resume, ops=args.ops)

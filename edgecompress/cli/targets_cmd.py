@@ -62,7 +62,7 @@ def _check(args) -> int:
                       f"{'Android ' + d['android'] if d.get('android') else d.get('error', '')}".rstrip())
         if f:
             zones = ", ".join(f"{z['type'] or z['zone']} {z['temp_c']:.0f}°C" for z in f["thermal_zones"]) or "none"
-            print(f"  arch {f['arch']}, {f['os']}, kernel {f['kernel']}, {f['cpu_count']} CPUs, "
+            print(f"  arch {f['arch']}{' (emulated)' if f.get('emulated') else ''}, {f['os']}, kernel {f['kernel']}, {f['cpu_count']} CPUs, "
                   f"{f['memory_mb']} MB RAM")
             print(f"  python {f['python']}, numpy {f['numpy'] or 'MISSING'}")
             print(f"  runtimes: {_runtime_text(f['runtimes'])}")

@@ -38,15 +38,23 @@ _HERE = Path(__file__).resolve().parent
 
 @lru_cache(maxsize=None)
 def script(name: str) -> str:
-    """The text of a device-side script shipped with edgecompress (``blobs.py``, ``lock.sh``, ...)."""
+    """The text of a device-side script shipped with edgecompress (``blobs.py``, ``lock.sh``, ...).
+
+    Shell scripts are sent without their comment lines (the file documents, the device runs)."""
     path = _HERE.parent / "device" / name if name.endswith(".py") else _HERE / "scripts" / name
-    return path.read_text()
+    text = path.read_text()
+    if name.endswith(".sh"):
+        text = "\n".join(ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")) + "\n"
+    return text
 
 
 class DeviceAgent(ABC):
     """What measures on one device; the session gives it the connection (``session.transport``)."""
 
     mode: str = ""
+    #: delegates this agent can apply when asked (``benchmark(..., delegate=)``); profiles may list only
+    #: delegates some agent has (registry.agent_delegates)
+    delegates: tuple = ()
 
     def __init__(self, session: "DeviceSession"):
         self.session = session
@@ -76,7 +84,7 @@ class DeviceAgent(ABC):
     @abstractmethod
     def bench(self, rec: "ArtifactRecord", *, measure: "Measure", power: "Power", inputs=None,
               input_layout: str = "NCHW", delegate: Optional[str] = None,
-              op_profiling: bool = False) -> BenchmarkResult:
+              op_profiling: bool = False, ops: bool = False) -> BenchmarkResult:
         """Measure one artifact already synced (``session.blob_path``). Raises for a lost
         connection (the session measures again) and for failures the session turns into a failed
         result; a failure the agent can describe may also come back as ``status: failed``."""
@@ -115,10 +123,10 @@ class PythonAgent(DeviceAgent):
         return json.loads(res.stdout)
 
     def bench(self, rec, *, measure, power, inputs=None, input_layout="NCHW", delegate=None,
-              op_profiling=False) -> BenchmarkResult:
+              op_profiling=False, ops=False) -> BenchmarkResult:
         s, m = self.session, measure
         profile = s.profile
-        meter = self.target.energy or profile.energy.meter
+        meter = "none" if self.target.emulated else (self.target.energy or profile.energy.meter)
         command = self.target.energy_command or profile.energy.command
         argv = [self.python, self.runner, "bench", "--model", s.blob_path(Path(rec.path)), "--runs", m.runs,
                 "--warmup", m.warmup, "--min-seconds", m.min_seconds, "--threads", m.threads,
@@ -130,6 +138,8 @@ class PythonAgent(DeviceAgent):
             argv += ["--input-shape", spec]
         if command:
             argv += ["--energy-command", command]
+        if ops:
+            argv += ["--ops"]                      # per-op profile after the timed runs (device/ops.py)
         io_in = io_out = None
         if inputs is not None:
             import numpy as np

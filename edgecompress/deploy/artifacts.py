@@ -13,9 +13,10 @@ from typing import Optional, Union
 
 from ..device.result import ArtifactInfo
 from ..errors import UsageError
+from ..exporters import CAPABILITIES
 from ..manifest import ArtifactRecord, Manifest, sha256_file
 
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+PRECISIONS = tuple(dict.fromkeys(c.precision for c in CAPABILITIES))
 _HASHES: dict[tuple, str] = {}
 
 

@@ -54,11 +54,11 @@ def measure_with(base, overrides: Optional[dict] = None):
         raise UsageError("bad measure setting: " + "; ".join(msgs)) from None
 
 
-def _bench_record(s, r, measure, inputs, delegate, op_profiling):
+def _bench_record(s, r, measure, inputs, delegate, op_profiling, ops=False):
     """A manifest's failed artifact is listed as failed (never run); a degraded one is measured and stays so."""
     if r.status == "failed":
         return failed_result(s.target.name, r, f"compress: {r.error}")
-    res = s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling)
+    res = s.bench(r, measure=measure, inputs=inputs, delegate=delegate, op_profiling=op_profiling, ops=ops)
     if r.status == "degraded" and res.ok:
         res.status = "degraded"
         res.error = "below the quality floor at compress: " + "; ".join(r.fidelity.reasons)
@@ -68,7 +68,7 @@ def _bench_record(s, r, measure, inputs, delegate, op_profiling):
 def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = None, warmup: Optional[int] = None,
               threads: Optional[int] = None, min_seconds: Optional[float] = None, inputs=None,
               trust_new_host: bool = False, lock_timeout_s: float = 600, delegate: Optional[str] = None,
-              op_profiling: bool = False, store: bool = True, db=None,
+              op_profiling: bool = False, store: bool = True, db=None, ops: bool = False,
               input_shapes: Optional[list] = None) -> BenchResults:
     """Deploy ``artifacts`` to ``target`` and measure each; returns the :class:`BenchmarkResult` list.
 
@@ -106,7 +106,7 @@ def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = Non
             except EdgeCompressError as e:
                 log.warning("%s: no device facts: %s", tgt.name, e)
             s.input_shapes = list(input_shapes or [])          # --input-shape for raw files' dynamic dims
-            out += [_bench_record(s, r, measure, inputs, delegate, op_profiling) for r in records]
+            out += [_bench_record(s, r, measure, inputs, delegate, op_profiling, ops) for r in records]
     except EdgeCompressError as e:
         out += [failed_result(tgt.name, r, str(e)) for r in records]
     if store:

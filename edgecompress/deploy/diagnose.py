@@ -52,7 +52,10 @@ def advice(facts: dict, profile) -> list[str]:
         tips.append("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on older OS images)")
     if "onnxruntime" in profile.runtimes and not rt.get("onnxruntime"):
         tips.append("no ONNX runtime: pip install onnxruntime")
-    if not facts.get("energy_meters"):
+    if facts.get("emulated"):
+        tips.append("emulated CPU (qemu): artifacts load and compute here as on a real aarch64 board, but "
+                    "timings mean nothing for one and energy is unavailable")
+    elif not facts.get("energy_meters"):
         tips.append("no energy meter found: energy will be 'estimated' from the profile's power model; "
                     "for measured energy use RAPL (make energy_uj readable), a Pi 5 (vcgencmd), a Jetson "
                     "(INA3221) or an external meter (target 'energy: command' + 'energy_command')")

@@ -85,6 +85,7 @@ class NativeAgent(DeviceAgent):
     and pushes the binary and the artifacts by hash (``deploy/scripts/blobs.sh`` checks them)."""
 
     mode = "native"
+    delegates = tuple(d for d in DELEGATE_FLAGS if d != "cpu")
 
     def __init__(self, session):
         super().__init__(session)
@@ -139,7 +140,7 @@ class NativeAgent(DeviceAgent):
     # -- one benchmark --------------------------------------------------------------------------
     def bench(self, rec, *, measure=None, power=None, inputs=None, input_layout="NCHW",
               delegate: Optional[str] = None, op_profiling: bool = False,
-              energy: Optional[str] = None) -> BenchmarkResult:
+              energy: Optional[str] = None, ops: bool = False) -> BenchmarkResult:
         """One benchmark result; a failure gives ``status: failed`` and ``error`` (no raise)."""
         path, art = _artifact_info(rec)
         measure = measure or self.profile.measure
@@ -150,8 +151,12 @@ class NativeAgent(DeviceAgent):
                 raise EdgeCompressError(
                     f"native mode runs .tflite files with benchmark_model; {path.name} is {art.format!r} "
                     f"(use mode: python over SSH/Termux for ONNX, or build tflite artifacts)")
-            self._run(result, self.remote_binary, self.session.blob_path(path), measure, delegate, op_profiling,
-                      energy or self.target.energy or self.profile.energy.meter)
+            self._run(result, self.remote_binary, self.session.blob_path(path), measure, delegate,
+                      op_profiling or ops, energy or self.target.energy or self.profile.energy.meter)
+            if ops and result.extra.get("op_profile"):
+                from ..device.ops import from_node_type_table
+
+                result.ops = from_node_type_table(result.extra["op_profile"], delegate)
         except ConnectionLost:
             raise                                   # DeviceSession reconnects and measures again
         except (EdgeCompressError, ValueError, OSError) as e:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Optional, Union
 
-from ..device.result import BenchmarkResult
+from ..device.result import BenchmarkResult, Energy
 from ..errors import BenchmarkError, ConnectionLost, EdgeCompressError, TransportError
 from ..manifest import ArtifactRecord
 from ..profiles import Measure, Power, load_profile
@@ -52,6 +52,20 @@ STEP_TIMEOUT_S = 60.0
 def failed_result(target: str, rec: Optional[ArtifactRecord], error: str) -> BenchmarkResult:
     """A benchmark result that says what failed (same keys as a good one, values null)."""
     return BenchmarkResult.failed(target, artifact_info(rec) if rec else None, error)
+
+
+EMULATED_NOTE = ("measured on an emulated CPU (qemu): timings mean nothing for a real device and are never "
+                 "compared with one; outputs and fidelity are real")
+
+
+def mark_emulated(result: BenchmarkResult) -> BenchmarkResult:
+    """Mark a result measured on an emulated target: ``emulated: true``, energy unavailable."""
+    result.emulated = True
+    result.energy = Energy(method="unavailable", extra={"reason": "emulated", "note": "no energy on an emulated CPU"})
+    if result.device is not None:
+        result.device.extra["emulated"] = True
+    result.add_note(EMULATED_NOTE)
+    return result
 
 
 class DeviceSession:
@@ -237,17 +251,29 @@ class DeviceSession:
 
     # -- measuring ----------------------------------------------------------------------
     def facts(self) -> dict:
-        return self.agent.facts()
+        facts = self.agent.facts()
+        if self.target.emulated:
+            facts["emulated"] = True
+        return facts
 
-    def bench(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
-              inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
-              delegate: Optional[str] = None, op_profiling: bool = False) -> BenchmarkResult:
+    def bench(self, artifact: Union[ArtifactRecord, Path, str], **kw) -> BenchmarkResult:
         """Benchmark one artifact; never raises for a device-side failure (status "failed").
 
+        Keywords: ``measure``, ``inputs``, ``power``, ``input_layout``, ``delegate``, ``op_profiling``,
+        ``ops`` (a per-operator profile too: ``result.ops``, :mod:`edgecompress.device.ops`; in native
+        mode from benchmark_model's op profiling).
         ``delegate`` and ``op_profiling`` reach LiteRT's benchmark_model (targets with
         ``mode: native``); the Python runner uses the runtime's default CPU path (XNNPACK for
-        TFLite) and says so in the result's ``notes`` when they were asked for.
+        TFLite) and says so in the result's ``notes`` when they were asked for. On an emulated
+        target (``emulated: true``) the result says ``emulated: true`` and its energy is
+        unavailable (reason ``emulated``): only its outputs mean something for a real board.
         """
+        result = self._bench_one(artifact, **kw)
+        return mark_emulated(result) if self.target.emulated else result
+
+    def _bench_one(self, artifact: Union[ArtifactRecord, Path, str], *, measure: Optional[Measure] = None,
+                   inputs=None, power: Optional[Power] = None, input_layout: str = "NCHW",
+                   delegate: Optional[str] = None, op_profiling: bool = False, ops: bool = False) -> BenchmarkResult:
         rec = artifact if isinstance(artifact, ArtifactRecord) else record_for_file(Path(artifact))
         path = Path(rec.path)
         m = measure or self.profile.measure
@@ -263,7 +289,7 @@ class DeviceSession:
                     self.sync([path])
                     self._ensure_lock()
                     result = self.agent.bench(rec, measure=m, power=p, inputs=inputs, input_layout=input_layout,
-                                              delegate=delegate, op_profiling=op_profiling)
+                                              delegate=delegate, op_profiling=op_profiling, ops=ops)
                     result.target, result.artifact = self.target.name, artifact_info(rec)
                     result.add_note(self.lock_message)
                     if attempt:

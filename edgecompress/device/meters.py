@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+#: the meter names, in one place (the profile schema, the runner's --energy and registry.METERS read it)
 METERS = ("rapl", "pi5-pmic", "android-battery", "jetson-ina", "command")
 
 

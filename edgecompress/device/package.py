@@ -15,7 +15,8 @@ import zipapp
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODULES = ("__init__.py", "__main__.py", "blobs.py", "execute.py", "meters.py", "result.py", "runner.py", "runtimes.py",
+MODULES = ("__init__.py", "__main__.py", "blobs.py", "execute.py", "meters.py", "ops.py", "result.py", "runner.py",
+           "runtimes.py",
            "stats.py", "thermal.py")
 FIXED_TIME = 946684800  # 2000-01-01, so zip entries do not depend on file mtimes
 MAIN = "import sys\nfrom ecdevice.runner import main\nsys.exit(main())\n"

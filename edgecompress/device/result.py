@@ -105,7 +105,9 @@ class Latency(_Block):
     min: Optional[float] = None
     max: Optional[float] = None
     samples: Optional[List[float]] = None
-    _NUMBERS = ("load", "first", "mean", "p50", "p90", "p99", "std", "min", "max")
+    cv: Optional[float] = None                  # std / mean of the samples
+    p50_ci: Optional[List[float]] = None        # 95 % CI of the median [low, high] (order statistics)
+    _NUMBERS = ("load", "first", "mean", "p50", "p90", "p99", "std", "min", "max", "cv")
 
 
 @dataclass
@@ -148,7 +150,8 @@ class Thermal(_Block):
 _BLOCKS = {"artifact": ArtifactInfo, "device": DeviceInfo, "latency_ms": Latency, "memory_mb": Memory,
            "energy": Energy, "thermal": Thermal}
 #: top-level fields written only when set (not part of DESIGN.md's fixed shape)
-_OPTIONAL = ("mode", "step", "warmup", "cpu", "inputs", "outputs_written", "fidelity")
+_OPTIONAL = ("mode", "step", "warmup", "cpu", "inputs", "outputs_written", "fidelity", "emulated", "stable",
+             "stability", "valid", "validity", "ops")
 
 
 @dataclass
@@ -174,6 +177,13 @@ class BenchmarkResult:
     inputs: Optional[list] = None                    # the model's inputs as the runtime sees them
     outputs_written: Optional[bool] = None
     fidelity: Optional[dict] = None                  # device outputs vs the host reference (run)
+    stable: Optional[bool] = None                    # device/stats.py: no drift, no throttling, CPU not taken
+    stability: Optional[dict] = None                 # why not: reasons, drift_pct, cpu_share, cpu_quota
+    valid: Optional[bool] = None                     # minimum runs AND minimum duration met (MLPerf-style)
+    validity: Optional[dict] = None                  # runs, seconds, minimums, mlperf_minimums
+    ops: Optional[list] = None                       # per-op profile [{name, op_type, ms, where}] (device/ops.py)
+    emulated: Optional[bool] = None                  # measured on an emulated CPU (the lab's qemu aarch64
+    #                                                  device): timings and energy never compared or used
     extra: Dict[str, Any] = field(default_factory=dict)   # agent-specific keys (command, op_profile, ...)
     outputs: Any = field(default=None, repr=False, compare=False)   # device outputs (host only, never JSON)
 

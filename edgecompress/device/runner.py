@@ -8,7 +8,7 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
         [--layout NCHW|NHWC] [--input-layout NCHW|NHWC] [--input-shape [NAME=]DIMS ...]
         [--energy auto|rapl|pi5-pmic|android-battery|jetson-ina|command|none]
         [--energy-command CMD] [--energy-interval S] [--idle-seconds S]
-        [--sysfs-root DIR] [--idle-w W --load-w W]
+        [--sysfs-root DIR] [--idle-w W --load-w W] [--ops [--ops-runs N]]
 
   stdout: ONE JSON document (nothing else is ever printed there)::
 
@@ -22,8 +22,12 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
      "thermal": {"temp_c_before", "temp_c_after", "freq_mhz_before", "freq_mhz_after",
                  "throttled", "throttle_flags", "throttled_raw"},
      "cpu": {"ms_per_inference", "utilization"},   # process CPU time during the runs / their wall time
-     "runs": N, "warmup": N, "inputs": [{"name", "shape", "dtype", ...}], "output_tensors": [...],
-     "outputs_written": bool, "notes": [...]}
+     "runs": N, "warmup": N, "inputs": [{"name", "shape", "dtype", ...}], "output_tensors": [...], "outputs_written": bool,
+     "stable": bool, "stability": {"reasons", "drift_pct", "cpu_share", ...},   # device/stats.py
+     "valid": bool, "validity": {"runs", "seconds", "min_runs", "min_seconds", "mlperf_minimums"},
+     "ops": [{"name", "op_type", "ms", "where"}],                             # with --ops (device/ops.py)
+     "notes": [...]}
+  latency_ms also carries "cv" and "p50_ci" ([low, high], 95 %, order statistics).
 
   The document is a :class:`~edgecompress.device.result.BenchmarkResult` (``to_dict()``); the host
   reads it back with ``BenchmarkResult.from_dict(..., require_protocol=True)``, which refuses a
@@ -232,12 +236,30 @@ def _bench(a, res: BenchmarkResult) -> None:
     res.runs, res.warmup = n, a.warmup
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     res.cpu = {"ms_per_inference": cpu_s / n * 1000.0, "utilization": cpu_s / wall if wall > 0 else None}
+    verdict = stats.assess(ms, wall_s=wall, cpu_s=cpu_s, threads=a.threads, min_runs=a.runs,
+                           min_seconds=a.min_seconds, quota=stats.cpu_quota())
+    res.stable, res.stability = verdict["stable"], verdict["stability"]
+    res.valid, res.validity = verdict["valid"], verdict["validity"]
     res.memory_mb = Memory(baseline_rss=baseline, peak_rss=peak,
                            delta=(peak - baseline) if peak is not None and baseline is not None else None)
     res.energy = Energy.from_dict(meters_mod.energy_block(
         meter, load_j=run_j, load_s=run_s, idle_w=idle_w, n=n, mean_latency_s=res.latency_ms.mean / 1000.0,
         model_idle_w=a.idle_w, model_load_w=a.load_w, note=note, unavailable=unavailable))
     res.thermal = Thermal.from_dict(thermal.report(before, after))
+    if res.thermal.throttled:
+        res.stable = False
+        res.stability["throttled"] = True
+        res.stability["reasons"].append("the device reported CPU throttling during the runs")
+    if a.ops:
+        step("ops")
+        from . import ops as ops_mod
+
+        try:
+            res.ops, extra = ops_mod.profile(model, a.model, a.threads, runs=a.ops_runs)
+            res.extra.update(extra)
+        except Exception as e:  # noqa: BLE001 - a profile that fails never loses the measurement
+            res.ops = []
+            res.extra["ops_error"] = f"{type(e).__name__}: {e}"
     res.outputs_written = False
     if a.inputs:
         step("outputs")
@@ -305,7 +327,8 @@ def facts(a) -> dict:
             "numpy": _dist_version("numpy"),
             "runtimes": {d: _dist_version(d) for d in RUNTIME_DISTS},
             "free_disk_mb": shutil.disk_usage(path or "/").free // (1 << 20), "cpu_count": os.cpu_count(),
-            "memory_mb": mem, "energy_meters": meters_mod.available(a.sysfs_root),
+            "memory_mb": mem, "memory_limit_mb": stats.memory_limit_mb(),
+            "cpu_quota": stats.cpu_quota(), "energy_meters": meters_mod.available(a.sysfs_root),
             "thermal_zones": thermal.thermal_zones(a.sysfs_root),
             "cpu_freq_paths": thermal.cpu_freq_paths(a.sysfs_root),
             "vcgencmd": shutil.which("vcgencmd") is not None}
@@ -422,6 +445,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--energy-interval", type=float, default=0.1)
     b.add_argument("--idle-seconds", type=float, default=1.0)
     b.add_argument("--sysfs-root", default="/")
+    b.add_argument("--ops", action="store_true", help="per-operator profile after the timed runs")
+    b.add_argument("--ops-runs", type=int, default=20)
     b.add_argument("--idle-w", type=float)
     b.add_argument("--load-w", type=float)
     f = sub.add_parser("facts")

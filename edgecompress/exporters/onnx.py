@@ -210,12 +210,17 @@ class OnnxExporter(Exporter):
         tools = {**tools, **tool_versions("onnxruntime", "onnxconverter-common")}
         parts = {**ctx.model_key(), "tools": tools, "precision": spec.precision}
         calibration = None
+        quant = {}
         if spec.precision == "int8":
             calibration = spec.calibration
             parts.update(calibration=calibration, data=ctx.calib_key())
+            quant = spec.quant_settings() if hasattr(spec, "quant_settings") else {}
+            if quant:                 # only non-default settings enter the key: old cache entries stay valid
+                parts["quant"] = quant
         name = f"model.{spec.precision}.onnx"
         src, opset = (quantizable(ctx, fp32) if spec.precision in ("int8", "dynamic") else (fp32, None))
-        build = {"fp16": _fp16, "dynamic": _dynamic, "int8": lambda src, dst: _static_int8(ctx, src, dst, calibration)}
+        build = {"fp16": _fp16, "dynamic": _dynamic,
+                 "int8": lambda src, dst: _static_int8(ctx, src, dst, calibration, quant)}
         folder = ctx.cache.step(f"onnx-{spec.precision}", parts, lambda d: build[spec.precision](src, d / name))
         built = Built(folder / name, ctx.model.layout, tools, calibration, opset=opset)
         if opset:
@@ -317,12 +322,22 @@ def _calibrate(ctx: ExportContext, fp32: Path, method: str, folder: Path) -> Non
     save_tensors_data(found, folder / "ranges.json")
 
 
-def _static_int8(ctx: ExportContext, src: Path, dst: Path, method: str) -> None:
+_QTYPE = {"int8": "QInt8", "uint8": "QUInt8"}
+
+
+def _static_int8(ctx: ExportContext, src: Path, dst: Path, method: str, quant: dict | None = None) -> None:
+    """Static INT8; ``quant``: non-default settings (per_channel, activation_type, weight_type,
+    quant_format qdq|qoperator, keep_float: node names of the pre-processed model left in float)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    q = quant or {}
     cal = calibrate(ctx, src, method)
     with _quiet():
-        quantize_static(str(cal / "preprocessed.onnx"), str(dst), None, quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        quantize_static(str(cal / "preprocessed.onnx"), str(dst), None,
+                        quant_format=QuantFormat.QOperator if q.get("quant_format") == "qoperator" else QuantFormat.QDQ,
+                        per_channel=q.get("per_channel", True),
+                        activation_type=getattr(QuantType, _QTYPE[q.get("activation_type", "int8")]),
+                        weight_type=getattr(QuantType, _QTYPE[q.get("weight_type", "int8")]),
+                        nodes_to_exclude=list(q.get("keep_float") or []) or None,
                         calibrate_method=getattr(CalibrationMethod, CALIBRATION[method][0]),
                         calibration_cache_path=str(cal / "ranges.json"))

@@ -7,9 +7,17 @@ from .app import queue_depth, redis_client, running_jobs, workers
 
 
 def status(broker: str) -> dict:
+    import redis
+
+    from ..errors import EdgeCompressError
+    from ..results import mask_text
+
     r = redis_client(broker)
     try:
-        ws = workers(r)
+        try:
+            ws = workers(r)
+        except redis.RedisError as e:
+            raise EdgeCompressError(f"farm broker {mask_text(broker)} unreachable: {e}") from None
         jobs = running_jobs(r)
         now = time.time()
         targets = sorted({t for w in ws for t in (w.get("targets") or {})} | set(jobs))

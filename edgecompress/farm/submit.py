@@ -23,7 +23,7 @@ from .app import BENCH_TASK, make_app, queue_for, redis_client, running_jobs, se
 from .execute import FINAL, dump_array
 
 log = logging.getLogger(__name__)
-POLL_S = 0.25
+POLL_S = 0.1
 SETUP_S = 120.0                        # connect, lock, sync: added to each job's time limit
 
 
@@ -68,12 +68,14 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
                 progress=None, artifact_store: str = "db", worker_wait_s: float = 10.0, **ignored):
     from ..compress import compress_many
     from ..models import load_model
-    from ..profiles import Measure, load_profile
+    from ..profiles import Measure
     from ..results import ResultsStore, mask_text
     from ..runs import RunResult, TargetOutcome, _split
 
     if ignored.get("resume"):
         raise UsageError("--resume is not supported with --farm yet; rerun without it")
+    if ignored.get("ops"):
+        raise UsageError("--ops (per-operator profiles) is not sent to farm workers yet; run without --farm")
     r = redis_client(farm)
     names = [getattr(t, "name", t) for t in (targets or [])]
     if len(set(names)) != len(names):
@@ -280,3 +282,58 @@ def _follow(store, r, run_id, sent: dict, n_arts: dict, outcomes, progress, targ
                 _say(progress, name, "failed", error=why)
         if pending:
             time.sleep(POLL_S)
+
+
+def bench_on_farm(target: str, artifacts, *, farm: str, targets_file=None, db=None, measure: Optional[dict] = None,
+                  artifact_store: str = "db", worker_wait_s: float = 10.0, target_timeout_s=None, progress=None):
+    """``bench ARTIFACT... --target NAME --farm URL``: one job measuring the given artifacts (the runner's
+    own inputs, no fidelity) on a farm worker; stored as a run like ``bench`` -> ``BenchResults``."""
+    from ..deploy.artifacts import expand_artifacts
+    from ..deploy.bench import BenchResults, measure_with
+    from ..results import ResultsStore, mask_text
+    from ..runs import TargetOutcome
+    from .artifacts import ArtifactStore
+
+    records = expand_artifacts(artifacts)
+    if not records:
+        raise UsageError(f"nothing to benchmark: {artifacts!r} holds no ok artifact")
+    r = redis_client(farm)
+    local = None
+    if targets_file:
+        from ..targets import load_target
+
+        local = load_target(target, targets_file).profile
+    have = {} if local else wait_for_workers(r, [target], worker_wait_s)
+    if not local and target not in have:
+        raise EdgeCompressError(f"no farm worker serves target {target!r} (waited {worker_wait_s:g} s); targets "
+                                f"served now: {', '.join(sorted(served(r))) or 'none'}")
+    profile = _profile(local, have.get(target) or {})
+    m = measure_with(profile.measure, measure)
+    out = BenchResults()
+    with ResultsStore(db, retry_s=60) as store:
+        run_id = store.start_run(targets=[target], options={"verb": "benchmark", "measure": m.model_dump(),
+                                                            "farm": mask_text(farm)})
+        store.add_artifacts(run_id, profile.name, records)
+        blobs = ArtifactStore(artifact_store, db=store)
+        arts = [{"sha256": blobs.put(Path(a.path)), "format": a.format, "precision": a.precision,
+                 "layout": a.layout or "NCHW", "size_bytes": a.size_bytes} for a in records]
+        limit = job_time_limit(m, len(arts))
+        payload = {"v": 1, "run_id": run_id, "target": target, "profile": profile.name, "artifacts": arts,
+                   "measure": m.model_dump(), "store": artifact_store, "time_limit_s": limit,
+                   "submitted_at": time.time(), "submitter": socket.gethostname()}
+        store.set_target(run_id, target, status="queued", profile=profile.name, transport="farm")
+        make_app(farm).send_task(BENCH_TASK, args=[payload], queue=queue_for(target), retry=True)
+        outcomes = {target: TargetOutcome(target, profile.name)}
+        _follow(store, r, run_id, {target: limit}, {target: len(arts)}, outcomes, progress, target_timeout_s,
+                worker_wait_s)
+        o = outcomes[target]
+        store.finish_run(run_id, o.status, {"succeeded": [target] if o.status in ("ok", "partial") else [],
+                                            "failed": [] if o.status == "ok" else [target]})
+        out += [row["result"] for row in store.results(run_id)]
+        if not out:
+            from ..device.result import BenchmarkResult
+
+            out.append(BenchmarkResult.failed(target, None, o.error or "no result"))
+        out.run_id, out.db = run_id, str(store.path)
+    r.close()
+    return out

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Optional
 
 from ..errors import UsageError
@@ -33,8 +32,11 @@ log = logging.getLogger(__name__)
 
 def inventory(targets_file, names: list[str]) -> dict[str, str]:
     """{target: profile name} this worker serves (every target of the file but ``local``, or ``names``)."""
+    import re
+
     from ..profiles import load_profile
     from ..targets import load_target, load_targets
+    from .jobs import NAME
 
     if not targets_file:
         raise UsageError("farm worker needs --targets FILE: the inventory of the devices this machine reaches")
@@ -43,9 +45,6 @@ def inventory(targets_file, names: list[str]) -> dict[str, str]:
     if not chosen:
         raise UsageError(f"{targets_file}: no targets to serve (only 'local'); add devices or name them with --target")
     out = {}
-    from .jobs import NAME
-    import re
-
     for n in chosen:
         t = load_target(n, targets_file)
         if not re.match(NAME, t.name):
@@ -65,7 +64,7 @@ def _pdeathsig() -> None:
 
 def serve(targets_file, names: list[str], broker: str, db: str, *, node: Optional[str] = None,
           visibility_s: float = DEFAULT_VISIBILITY_S, trust_new_host: bool = False,
-          stop: Optional[threading.Event] = None, log_file: Optional[str] = None) -> int:
+          stop: Optional[threading.Event] = None) -> int:
     own = inventory(targets_file, names)
     from ..profiles import load_profile
     from ..targets import load_target

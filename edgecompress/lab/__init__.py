@@ -318,6 +318,8 @@ def stop_device(dev: LabDevice) -> None:
         Netns.from_dict(dev.netns).delete()
     if dev.root and Path(dev.root).parent == DEVICES_BASE:
         shutil.rmtree(dev.root, ignore_errors=True)
+    if hasattr(dev, "cleanup"):  # the emulated aarch64 device (lab/aarch64.py): its folder, binfmt
+        dev.cleanup()
 
 
 # -- the whole lab --------------------------------------------------------------------
@@ -325,7 +327,10 @@ def _load_state(state_dir: Path) -> list[LabDevice]:
     f = state_dir / "lab.json"
     if not f.exists():
         return []
-    return [LabDevice(**d) for d in json.loads(f.read_text()).get("devices", [])]
+    docs = json.loads(f.read_text()).get("devices", [])
+    if any(d.get("arch") == "aarch64" for d in docs):
+        from .aarch64 import Aarch64Device
+    return [Aarch64Device(**d) if d.get("arch") == "aarch64" else LabDevice(**d) for d in docs]
 
 
 def write_targets(devices: list[LabDevice], path: Path) -> Path:
@@ -350,13 +355,23 @@ def _save_state(state_dir: Path, devices: list[LabDevice]) -> None:
 
 
 def up(state_dir: Optional[Path] = None, *, slow: Optional[bool] = None, cpu_quota: float = 0.25,
-       memory_mb: int = 512, rate: str = "20mbit") -> Path:
+       memory_mb: int = 512, rate: str = "20mbit", arch: str = "x86_64", progress=None) -> Path:
     """Start the lab: ``lab-x86`` (loopback) and, where namespaces and cgroups work, ``lab-slow``
-    (own namespace, ``cpu_quota`` of one CPU, ``memory_mb``, ``rate``). Returns the targets file.
-    Running devices of an earlier ``up`` are kept."""
+    (own namespace, ``cpu_quota`` of one CPU, ``memory_mb``, ``rate``); with ``arch="aarch64"``
+    instead the emulated ``lab-arm64`` (lab/aarch64.py; its root is built once and cached).
+    Returns the targets file. Running devices of an earlier ``up`` are kept."""
     state_dir = Path(state_dir or default_state_dir())
     devices = [d for d in _load_state(state_dir) if d.alive()]
     names = {d.name for d in devices}
+    if arch not in ("x86_64", "aarch64"):
+        raise UsageError(f"unknown lab architecture {arch!r}; valid: x86_64, aarch64")
+    if arch == "aarch64":
+        from . import aarch64
+
+        if aarch64.NAME not in names:
+            devices.append(aarch64.start_device(aarch64.NAME, state_dir, progress=progress))
+        _save_state(state_dir, devices)
+        return state_dir / "targets.yaml"
     if "lab-x86" not in names:
         devices.append(start_device("lab-x86", state_dir))
         _save_state(state_dir, devices)
@@ -391,7 +406,8 @@ def status(state_dir: Optional[Path] = None) -> list[dict]:
     out = []
     for d in _load_state(state_dir):
         out.append({"name": d.name, "running": d.alive(), "host": f"{d.user}@{d.host}:{d.port}",
-                    "netns": (d.netns or {}).get("name"), "limits": d.limits, "pid": d.pid})
+                    "netns": (d.netns or {}).get("name"), "limits": d.limits, "pid": d.pid,
+                    "arch": getattr(d, "arch", "x86_64"), "emulated": getattr(d, "emulated", False)})
     return out
 
 

@@ -14,6 +14,10 @@ from pydantic import Field, model_validator
 from ..errors import PassError
 from ..schema import Strict, format_errors
 
+#: the one list of each (the CLI's --prune / --merge-method read them too)
+PRUNE_METHODS = ("global", "local", "structured")
+MERGE_METHODS = ("greedy", "uniform")
+
 
 class Training(Strict):
     """Training settings shared by passes that fine-tune or train (labelled data needed)."""
@@ -40,7 +44,7 @@ class PruneSpec(Training):
     """
 
     pass_: Literal["prune"] = Field(alias="pass")
-    method: Literal["global", "local", "structured"] = "global"
+    method: Literal[PRUNE_METHODS] = "global"
     amount: Optional[float] = Field(None, gt=0, lt=1, description="fraction of weights/channels removed")
     macs_target: Optional[float] = Field(None, gt=0, lt=1,
                                          description="structured: keep at most this fraction of MACs")
@@ -103,7 +107,7 @@ class MergeSpec(Strict):
 
     pass_: Literal["merge"] = Field(alias="pass")
     checkpoints: list[str] = Field(min_length=1, description="state-dict / model files")
-    method: Literal["uniform", "greedy"] = "greedy"
+    method: Literal[MERGE_METHODS] = "greedy"
     include_input: bool = True
 
 

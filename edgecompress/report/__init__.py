@@ -50,7 +50,17 @@ class Row:
     threads: Optional[int] = None
     runs: Optional[int] = None
     pareto: bool = False
+    emulated: bool = False                # measured on an emulated CPU: timings shown, never compared
     samples: list = field(default_factory=list, repr=False)
+    p50_ci: Optional[list] = None         # 95 % CI of the median, from the raw samples
+    cv: Optional[float] = None            # coefficient of variation of the samples
+    stable: Optional[bool] = None         # None: the result did not say (older or native results)
+    stability_reasons: list = field(default_factory=list)
+    valid: Optional[bool] = None          # minimum runs and duration met
+    memory_limit_mb: Optional[float] = None
+    ops: list = field(default_factory=list, repr=False)   # per-op profile {name, op_type, ms, where}
+    diagnosis: Optional[str] = None       # why it is slower than its FP32 twin
+    recommended: bool = False             # the recommended artifact of its run x target
 
     @property
     def ok(self) -> bool:
@@ -76,10 +86,12 @@ class Row:
     def degraded(self) -> bool:
         return self.status == "degraded"
 
-    def to_dict(self, samples: bool = False) -> dict:
+    def to_dict(self, samples: bool = False, ops: bool = True) -> dict:
         d = asdict(self)
         if not samples:
             d.pop("samples")
+        if not ops:
+            d.pop("ops")
         d["delta_accuracy"] = self.delta_accuracy
         return d
 
@@ -93,6 +105,17 @@ class Comparison:
     checks: list[Check] = field(default_factory=list)
     baseline: Optional[RunInfo] = None
     notes: list[str] = field(default_factory=list)
+    recommendations: list = field(default_factory=list)    # recommend.Recommendation per run x target
+
+    @property
+    def unstable(self) -> list[Check]:
+        return [c for c in self.checks if c.unstable and not c.failed]
+
+    @property
+    def exit_code(self) -> int:
+        """0 passed; 1 a regression (significant, above the limit) or a failure; 3 no regression but
+        some rows were unstable and could not be judged."""
+        return 1 if self.regressions else (3 if self.unstable else 0)
 
     @property
     def failed(self) -> list[Row]:
@@ -106,7 +129,8 @@ class Comparison:
         return {"db": self.db, "runs": [r.to_dict() for r in self.runs],
                 "baseline": self.baseline.to_dict() if self.baseline else None,
                 "rows": [r.to_dict(samples) for r in self.rows], "targets": self.targets,
-                "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
+                "checks": [c.to_dict() for c in self.checks], "notes": self.notes,
+                "recommendations": [r.to_dict() for r in self.recommendations]}
 
 
 def _num(v) -> Optional[float]:
@@ -114,7 +138,18 @@ def _num(v) -> Optional[float]:
 
 
 def _row_from_result(run_id: str, r: dict) -> Row:
-    fid = r["result"].fidelity or {}
+    from ..device.stats import median_ci
+
+    res = r["result"]
+    fid = res.fidelity or {}
+    lat = res.latency_ms
+    samples = [float(s) for s in r["samples"]]
+    ci = (lat.p50_ci if lat is not None else None) or (list(median_ci(samples)) if samples else None)
+    cv = lat.cv if lat is not None else None
+    if cv is None and len(samples) > 1:
+        import statistics
+
+        cv = statistics.pstdev(samples) / statistics.fmean(samples)
     host = fid.get("host") or {}
     return Row(run_id=run_id, target=r["target"], profile=r["profile"], artifact=r["artifact_key"],
                format=r["format"], precision=r["precision"], status=r["status"], error=r["error"],
@@ -126,7 +161,9 @@ def _row_from_result(run_id: str, r: dict) -> Row:
                top1_agreement=_num(r["fid_top1_agreement"]),
                cosine=_num(fid.get("cosine") if fid.get("cosine") is not None else host.get("cosine")),
                fidelity_samples=r["fid_samples"], runtime=r["runtime"], threads=r["threads"], runs=r["runs"],
-               samples=[float(s) for s in r["samples"]])
+               samples=samples, p50_ci=ci, cv=cv, stable=res.stable,
+               stability_reasons=list((res.stability or {}).get("reasons") or []), valid=res.valid,
+               emulated=bool(res.emulated), ops=list(res.ops or []))
 
 
 def rows_for_run(store: ResultsStore, run: RunInfo) -> tuple[list[Row], list[dict]]:
@@ -170,11 +207,12 @@ def _dominates(a: Row, b: Row, use_quality: bool) -> bool:
 
 def mark_pareto(rows: list[Row]) -> None:
     """Set ``pareto`` on the ok rows no other ok row of the same run × target dominates
-    (lower p50 latency, smaller size, higher accuracy / agreement when every row has one)."""
+    (lower p50 latency, smaller size, higher accuracy / agreement when every row has one).
+    Emulated rows are never marked: their latency says nothing about a real device."""
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         r.pareto = False
-        if r.ok and r.p50_ms is not None:
+        if r.ok and r.p50_ms is not None and not r.emulated:
             groups.setdefault((r.run_id, r.target), []).append(r)
     for group in groups.values():
         use_quality = all(r.quality is not None for r in group)
@@ -189,8 +227,15 @@ def _open(db) -> tuple[ResultsStore, bool]:
 
 
 def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | None = None, *,
-            fail_on: list[str] | list[Rule] | None = None, baseline: str | None = None) -> Comparison:
+            fail_on: list[str] | list[Rule] | None = None, baseline: str | None = None,
+            objective: Optional[str] = None, max_accuracy_drop: Optional[float] = None,
+            min_agreement: Optional[float] = None, min_cosine: Optional[float] = None,
+            max_memory_mb: Optional[float] = None) -> Comparison:
     """Rows for ``run_ids`` (unique prefixes work; the latest run when empty).
+
+    ``recommendations`` holds one :class:`~edgecompress.report.recommend.Recommendation` per
+    run x target: the best artifact by ``objective`` (default: each profile's budget, p50)
+    within the quality budget and the device's memory (overrides: the keyword arguments).
 
     With ``fail_on`` (e.g. ``["p50:+5%"]``), compares the (single) run against ``baseline``
     (default: the previous run of the same model) and fills ``checks``. Without a previous run
@@ -210,6 +255,16 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
             targets += t
             notes += [n for n in (run.options or {}).get("notes", []) if n not in notes]
         comp = Comparison(db=str(store.path), runs=runs, rows=rows, targets=targets, notes=notes)
+        from .diagnose import diagnose_rows
+        from .recommend import recommend_all
+
+        diagnose_rows(rows)
+        comp.recommendations = recommend_all(comp, objective=objective, max_accuracy_drop=max_accuracy_drop,
+                                             min_agreement=min_agreement, min_cosine=min_cosine,
+                                             max_memory_mb=max_memory_mb)
+        chosen = {(r.run_id, r.target, r.artifact) for r in comp.recommendations if r.artifact}
+        for row in rows:
+            row.recommended = (row.run_id, row.target, row.artifact) in chosen
         rules = [parse_fail_on(f) if isinstance(f, str) else f for f in (fail_on or [])]
         if rules or baseline:
             if len(runs) != 1:
@@ -224,6 +279,10 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
             comp.baseline = base
             base_rows, _ = rows_for_run(store, base)
             comp.checks = check_regressions(rows, base_rows, rules)
+            emulated = sorted({r.target for r in rows + base_rows if r.emulated})
+            if emulated:
+                comp.notes.append(f"emulated target(s) {', '.join(emulated)} not checked: timings and energy "
+                                  "on an emulated CPU are not compared")
         return comp
     finally:
         if own:

@@ -5,6 +5,18 @@ and size a regression is an increase of more than PCT percent of the baseline va
 ``accuracy`` it is a drop of more than PCT percentage points (accuracy on the device with
 labels, else top-1 agreement with the host reference). An artifact that was ok in the
 baseline and failed now fails every rule; rows only in one run are not compared.
+
+Latency rules (p50, p90, mean) are judged on the raw samples of both runs, so noise cannot
+fake a regression. A row fails only when all three hold: the change of the statistic is
+above PCT; it is significant — a one-sided Mann-Whitney U test of "the current samples are
+larger than the baseline samples times (1 + PCT/100)" at p < :data:`ALPHA` (for p90 the same
+test on the slowest half of each run's samples, the tail the p90 is taken from); and the
+fastest run is slower than the baseline's fastest by more than PCT too (other processes
+only ever add time, so a truly slower artifact is slower in its fastest runs as well, while
+a busy device leaves some runs untouched). A row that does not fail and whose result (in
+either run) is not ``stable`` (drift between halves, throttling, CPU time far below wall
+time; :mod:`edgecompress.device.stats`) is reported ``unstable``: neither passed nor failed.
+Rows measured on an emulated target (``emulated: true``) are never checked, in either run.
 """
 from __future__ import annotations
 
@@ -50,17 +62,23 @@ class Check:
     change: Optional[float]      # percent for "up" metrics, percentage points for accuracy
     failed: bool
     note: str = ""
+    p_value: Optional[float] = None     # latency rules: significance of "worse by more than the limit"
+    unstable: bool = False              # a result in either run was unstable: not judged
+
+    @property
+    def verdict(self) -> str:
+        return "FAIL" if self.failed else ("UNSTABLE" if self.unstable else "ok")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "verdict": self.verdict}
 
     def describe(self) -> str:
         unit = "pp" if METRICS[self.metric][2] == "down" else "%"
         change = "n/a" if self.change is None else f"{self.change:+.2f}{unit}"
-        verdict = "FAIL" if self.failed else "ok"
+        verdict = self.verdict
         fmt = (lambda v: "-" if v is None else f"{v:.4g}")
         extra = f" ({self.note})" if self.note else ""
-        return (f"{verdict:4} {self.target} {self.artifact} {self.metric}: {fmt(self.baseline)} -> "
+        return (f"{verdict:8} {self.target} {self.artifact} {self.metric}: {fmt(self.baseline)} -> "
                 f"{fmt(self.current)} {change} [limit {self.rule}]{extra}")
 
 
@@ -82,8 +100,59 @@ def parse_fail_on(text: str) -> Rule:
     return Rule(metric, pct)
 
 
+ALPHA = 0.01
+LATENCY = {"p50", "p90", "mean"}
+
+
+def significance(current: list, baseline: list, metric: str, pct: float) -> Optional[float]:
+    """p-value of "``metric`` of ``current`` is more than ``pct`` percent above ``baseline``'s"."""
+    import numpy as np
+
+    from scipy.stats import mannwhitneyu
+
+    cur, base = np.asarray(current, dtype=float), np.asarray(baseline, dtype=float) * (1 + pct / 100.0)
+    if metric == "p90":
+        cur, base = np.sort(cur)[len(cur) // 2:], np.sort(base)[len(base) // 2:]
+    if len(cur) < 3 or len(base) < 3:
+        return None
+    return float(mannwhitneyu(cur, base, alternative="greater").pvalue)
+
+
+def _judge(rule: Rule, row, b, bv, cv, change: float) -> Check:
+    attr, _unit, worse = METRICS[rule.metric]
+    check = Check(str(rule), row.target, row.artifact, rule.metric, bv, cv, change, False)
+    unstable = [f"{which}: {'; '.join(x.stability_reasons or ['unstable'])}"
+                for which, x in (("baseline", b), ("now", row)) if getattr(x, "stable", None) is False]
+    if rule.metric in LATENCY and row.samples and b.samples:
+        # contention only adds time: a slower artifact is slower in its fastest runs too, noise is not
+        floor = (min(row.samples) - min(b.samples)) / min(b.samples) * 100.0 if min(b.samples) > 0 else 0.0
+        p = significance(row.samples, b.samples, rule.metric, rule.pct) if change > rule.pct else None
+        if p is None and change > rule.pct:
+            check.failed = True
+            check.note = "too few raw samples for a significance test"
+            return check
+        check.p_value = p
+        regressed = change > rule.pct and p is not None and p < ALPHA and floor > rule.pct
+        if regressed:
+            check.failed = True
+            check.note = f"significant: p={p:.2g} < {ALPHA:g}, fastest run {floor:+.0f}%" + (
+                " (unstable: " + " | ".join(unstable)[:160] + ")" if unstable else "")
+        elif unstable:
+            check.unstable = True
+            check.note = "unstable, not judged: " + " | ".join(unstable)[:240]
+        elif change > rule.pct:
+            why = (f"not significant: p={p:.2g} >= {ALPHA:g}" if p >= ALPHA else
+                   f"the fastest run changed only {floor:+.1f}% (limit {rule.pct:g}%)")
+            check.note = f"{why}: noise, not a regression"
+        return check
+    check.failed = (-change > rule.pct) if worse == "down" else (change > rule.pct)
+    return check
+
+
 def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Check]:
-    base = {(r.target, r.artifact): r for r in base_rows if r.artifact != "-"}
+    emulated = {r.target for r in [*rows, *base_rows] if getattr(r, "emulated", False)}
+    rows = [r for r in rows if r.target not in emulated]
+    base = {(r.target, r.artifact): r for r in base_rows if r.artifact != "-" and r.target not in emulated}
     checks = []
     for rule in rules:
         attr, _unit, worse = METRICS[rule.metric]
@@ -96,6 +165,10 @@ def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Ch
                 checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, None, None, True,
                                     f"failed now: {(row.error or '')[:120]}"))
                 continue
+            if bool(getattr(row, "emulated", False)) != bool(getattr(b, "emulated", False)):
+                checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, getattr(row, attr), None,
+                                    False, "not compared: one run is emulated, the other real"))
+                continue
             cv = getattr(row, attr)
             if bv is None or cv is None:
                 checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, cv, None, False,
@@ -103,11 +176,9 @@ def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Ch
                 continue
             if worse == "down":
                 change = (cv - bv) * 100.0
-                failed = -change > rule.pct
             else:
                 change = (cv - bv) / bv * 100.0 if bv else (0.0 if cv == bv else float("inf"))
-                failed = change > rule.pct
-            checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, cv, change, failed))
+            checks.append(_judge(rule, row, b, bv, cv, change))
         have = {(r.target, r.artifact) for r in rows}
         current_targets = {r.target: r for r in rows}
         for key, b in base.items():

@@ -21,6 +21,7 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f2f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td{background:#fdecea;color:#8a1c1c} tr.degraded td{background:#fff4e0;color:#7a4a00} tr.pareto td{background:#eaf6ea}
+tr.recommended td{background:#e3efff;font-weight:600} .star{color:#c48a00}
 .meta{color:#555;font-size:13px} .legend{color:#555;font-size:12px;max-width:1100px}
 .fail{color:#b00020;font-weight:bold} .pass{color:#1b7f3b;font-weight:bold}
 dl.facts{display:grid;grid-template-columns:max-content auto;gap:2px 14px;font-size:13px;margin:6px 0}
@@ -78,15 +79,67 @@ def _table_section(comparison) -> list[str]:
     multi = len(comparison.runs) > 1
     out = ["<table id='comparison'><tr>" + "".join(f"<th>{_e(h)}</th>" for h in HEADERS) + "</tr>"]
     for row in comparison.rows:
-        cls = ("degraded" if row.status == "degraded" else "failed") if not row.ok else ("pareto" if row.pareto else "")
+        cls = ("degraded" if row.status == "degraded" else "failed") if not row.ok else ("recommended" if row.recommended else ("pareto" if row.pareto else ""))
         tds = []
         for h, c in zip(HEADERS, cells(row, multi)):
             if h == "status" and not row.ok:
                 c = f"{row.status}: " + (row.error or "")
+            if h == "artifact" and row.recommended:
+                tds.append(f"<td>{_e(c)} <span class='star' title='recommended'>&#9733; recommended</span></td>")
+                continue
             tds.append(f"<td class='num'>{_e(c)}</td>" if h in _NUMERIC else f"<td>{_e(c)}</td>")
         out.append(f"<tr class='{cls}'>" + "".join(tds) + "</tr>")
     out.append(f"</table><p class='legend'>{_e(LEGEND)}</p>")
     return out
+
+
+def _recommend_section(comparison) -> list[str]:
+    recs = getattr(comparison, "recommendations", [])
+    if not recs:
+        return []
+    out = ["<h2>Recommendation</h2><table id='recommendations'><tr><th>target</th><th>artifact</th>"
+           "<th>objective</th><th>value</th><th>why</th></tr>"]
+    for r in recs:
+        val = "" if r.value is None else f"{r.value:.4g} {r.unit}"
+        out.append(f"<tr><td>{_e(r.target)}</td><td><b>{_e(r.artifact or 'none')}</b></td><td>{_e(r.objective)}</td>"
+                   f"<td class='num'>{_e(val)}</td><td>{_e(r.reason)}</td></tr>")
+    out.append("</table>")
+    diag = [r for r in comparison.rows if r.diagnosis]
+    if diag:
+        out.append("<h2>Why slower than FP32</h2><ul id='diagnoses'>" + "".join(
+            f"<li>{_e(r.target)}: {_e(r.diagnosis)}</li>" for r in diag) + "</ul>")
+    return out
+
+
+def _cross_target_section(comparison) -> list[str]:
+    from .plots import cross_target_figure
+
+    targets = sorted({(r.run_id, r.target) for r in comparison.rows if r.ok and r.p50_ms is not None})
+    if len(targets) < 2:
+        return []
+    png = base64.b64encode(cross_target_figure(comparison.rows, comparison.recommendations)).decode()
+    return ["<h2>Across targets</h2>", "<p class='meta'>p50 latency of each artifact on every target "
+            "(log scale; &#9733; = recommended there; emulated targets hatched)</p>",
+            f"<img class='plot' id='cross-target' alt='p50 per artifact and target' src='data:image/png;base64,{png}'>"]
+
+
+def _ops_table(rows) -> str:
+    out = []
+    for r in rows:
+        if not r.ops:
+            continue
+        timed = sorted([o for o in r.ops if o.get("ms") is not None], key=lambda o: -o["ms"])
+        shown = (timed or r.ops)[:8]
+        total = sum(o["ms"] for o in timed) or None
+        out.append(f"<p class='meta'>top ops of {_e(r.artifact)} ({len(r.ops)} nodes)</p><table class='ops'>"
+                   "<tr><th>node</th><th>op type</th><th>ms / inference</th><th>share</th><th>where</th></tr>")
+        for o in shown:
+            ms = "" if o.get("ms") is None else f"{o['ms']:.4f}"
+            share = "" if o.get("ms") is None or not total else f"{o['ms'] / total:.0%}"
+            out.append(f"<tr><td>{_e(o['name'])}</td><td>{_e(o['op_type'])}</td><td class='num'>{ms}</td>"
+                       f"<td class='num'>{share}</td><td>{_e(o.get('where'))}</td></tr>")
+        out.append("</table>")
+    return "".join(out)
 
 
 def _facts(t: dict) -> str:
@@ -94,6 +147,8 @@ def _facts(t: dict) -> str:
     items = [("profile", t.get("profile")), ("transport", t.get("transport")), ("status", t.get("status"))]
     if t.get("error"):
         items.append(("error", t["error"]))
+    if dev.get("emulated"):
+        items.append(("emulated", "yes: the CPU is emulated (qemu); timings are not a real device's"))
     for k in ("arch", "os", "python", "numpy", "cpu_model", "cores", "memory_mb", "free_disk_mb"):
         if dev.get(k) is not None:
             items.append((k, dev[k]))
@@ -119,11 +174,14 @@ def _target_sections(comparison) -> list[str]:
         seen.add(key)
         rows = [r for r in comparison.rows if r.target == t["target"] and r.run_id == t.get("run_id")]
         title = f"{t['target']}" + (f" [{t.get('run_id')}]" if multi else "")
+        if any(r.emulated for r in rows):
+            title += " (emulated CPU: timings are not a real device's)"
         out.append(f"<h2>Target {_e(title)}</h2>")
         out.append(_facts(t))
         if any(r.ok and r.p50_ms is not None for r in rows):
             png = base64.b64encode(target_figure(rows, title)).decode()
             out.append(f"<img class='plot' alt='plots for {_e(title)}' src='data:image/png;base64,{png}'>")
+            out.append(_ops_table(rows))
         else:
             out.append("<p class='fail'>no successful results on this target</p>")
     return out
@@ -139,6 +197,8 @@ def render_html(comparison) -> str:
     parts += _checks_section(comparison)
     parts.append("<h2>Comparison</h2>")
     parts += _table_section(comparison)
+    parts += _recommend_section(comparison)
+    parts += _cross_target_section(comparison)
     parts += _target_sections(comparison)
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -30,7 +30,6 @@ import logging
 import os
 import platform
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +211,14 @@ def _unreachable(e: Exception) -> bool:
     """An error that means the database could not be reached (worth retrying), not a bad statement."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    return isinstance(e, OperationalError) or isinstance(e, DBAPIError) and e.connection_invalidated
+    if isinstance(e, DBAPIError) and e.connection_invalidated:
+        return True
+    if not isinstance(e, OperationalError):
+        return False
+    if "sqlite" in type(getattr(e, "orig", None)).__module__:       # "no such table" is operational there too
+        msg = str(e.orig).lower()
+        return any(w in msg for w in ("locked", "busy", "unable to open", "disk i/o"))
+    return True
 
 
 class ResultsStore:

@@ -9,7 +9,7 @@ speak to the device themselves (``adb-shell``: needs its own key, libusb access,
 running server for the USB interface) or re-implement the server protocol (``pure-python-adb``: not
 maintained since 2020, no shell-v2 exit codes). The client is also the interface a test can stand in
 for without a phone: any executable that answers ``devices -l``, ``get-state``, ``push``, ``pull``
-and ``shell`` (see ``tests/android/fake_adb.py``).
+and ``shell`` (see ``edgecompress/testing/fake_adb.py``).
 
 The client is found as ``$EDGECOMPRESS_ADB``, else ``adb`` on ``PATH``; a target picks its phone
 with ``serial:`` (``adb devices -l`` lists them); with no serial, exactly one phone must be attached.

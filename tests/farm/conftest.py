@@ -43,13 +43,25 @@ def pg_url(postgres, request):
 
 
 @pytest.fixture(scope="session")
-def redis_server():
+def redis_session():
     reason = why_not_redis()
     if reason:
         pytest.skip(reason)
     r = Redis().start()
     yield r
     r.destroy()
+
+
+@pytest.fixture
+def redis_server(redis_session):
+    """The session's Redis, emptied first: no job left queued by an earlier test (e.g. one whose worker
+    was killed on purpose) reaches this one."""
+    from edgecompress.farm.app import redis_client
+
+    c = redis_client(redis_session.url)
+    c.flushall()
+    c.close()
+    return redis_session
 
 
 # -- the farm: lab devices, farm workers --------------------------------------------------------------

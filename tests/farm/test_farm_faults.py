@@ -2,9 +2,12 @@
 database down for a while, two submitters at once, and jobs that must not run."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+
+from cli_helpers import cli
 
 from edgecompress.results import ResultsStore
 
@@ -49,6 +52,15 @@ def test_worker_killed_mid_job_redelivered_to_its_successor_or_fails_after_timeo
         return run if {r["target"] for r in rows} == {"farm-a", "farm-b"} else None
 
     run_id = wait_for(first_results, 150, "a first result from each target")
+    rc, out, err = cli("farm", "status", "--broker", redis_server.url, "--json")     # mid-job, both busy
+    assert rc == 0, err
+    st = json.loads(out)
+    assert {w["node"]: w["targets"] for w in st["workers"]} == {"a1": {"farm-a": "tiny-x86"},
+                                                                "b1": {"farm-b": "tiny-x86"}}
+    assert {j["target"]: j["run_id"] for j in st["running"]} == {"farm-a": run_id, "farm-b": run_id}
+    assert all(0 < j["age_s"] < 150 for j in st["running"]) and st["queues"] == {"farm-a": 0, "farm-b": 0}
+    rc, out, _ = cli("farm", "status", "--broker", redis_server.url)
+    assert rc == 0 and "a1" in out and "farm-a (tiny-x86)" in out and run_id in out
     a1.kill()                     # SIGKILL the whole farm worker mid-job (its Celery processes die with it)
     b1.kill()
     kept = {(r["target"], r["artifact_sha256"]) for r in _rows(pg_url, run_id)}

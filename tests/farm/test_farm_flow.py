@@ -66,3 +66,31 @@ def test_a_target_no_worker_serves_fails_after_a_short_wait(
     ghost = res["targets"]["farm-ghost"]
     assert "no farm worker serves target 'farm-ghost'" in ghost["error"] and "farm-a" in ghost["error"]
     assert time.monotonic() - t0 < 120
+
+
+def test_bench_on_the_farm_stores_a_run_and_prints_the_results(
+        farm_targets, digits_artifacts, redis_server, pg_url, farm_worker, tmp_path):
+    a = farm_worker(farm_targets, ["farm-b"], redis_server.url, pg_url, "wbench")
+    a.wait_ready()
+    rc, out, err = cli("bench", digits_artifacts["onnx"], "--target", "farm-b", "--farm", redis_server.url,
+                       "--db", pg_url, "--artifact-store", f"file://{tmp_path / 'shared'}", "--runs", "15",
+                       "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert len(res) == 1 and res[0]["status"] == "ok" and res[0]["runs"] >= 15
+    assert res[0]["farm"]["worker"] == "wbench.farm-b" and res[0]["latency_ms"]["p50"] > 0
+    from edgecompress.manifest import sha256_file
+
+    sha = sha256_file(digits_artifacts["onnx"])
+    assert (tmp_path / "shared" / sha).read_bytes() == digits_artifacts["onnx"].read_bytes()   # folder store
+    assert res[0]["artifact"]["sha256"] == sha
+    rc, out, err = cli("bench", digits_artifacts["onnx"], "--target", "farm-ghost", "--farm", redis_server.url,
+                       "--db", pg_url, "--farm-wait", "1")
+    assert rc == 1 and "no farm worker serves target 'farm-ghost'" in err
+
+
+def test_farm_usage_errors_name_what_is_valid(tmp_path):
+    rc, out, err = cli("farm", "status", "--broker", "amqp://guest:hunter2@h//")
+    assert rc == 2 and "not a Redis URL" in err and "hunter2" not in err
+    rc, out, err = cli("farm", "worker", "--broker", "redis://127.0.0.1:1/0", "--db", str(tmp_path / "r.db"))
+    assert rc == 2 and "needs --targets FILE" in err

@@ -189,3 +189,37 @@ def test_env_var_takes_a_url(monkeypatch, tmp_path, pg_url, measured, store_run)
         run_id = store_run(store, measured)
     rc, out, err = cli("history")
     assert rc == 0 and run_id in out
+
+
+@pytest.mark.slow
+def test_resume_works_the_same_on_postgresql(pg_url, farm_model, farm_data, tmp_path):
+    """`run --resume` on the shared store: what the first run measured is kept, not measured again."""
+    import socket
+
+    import yaml
+
+    from edgecompress.runs import run
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    tiny = Path(__file__).resolve().parents[1] / "runs" / "tiny-x86.yaml"
+    tf = tmp_path / "t.yaml"
+    tf.write_text(yaml.safe_dump({"targets": [
+        {"name": "local", "profile": str(tiny), "transport": "local", "workdir": str(tmp_path / "dev")},
+        {"name": "dead", "profile": str(tiny), "transport": "ssh", "host": f"nobody@127.0.0.1:{closed}",
+         "connect_timeout_s": 3}]}))
+    model, weights = farm_model
+    kw = dict(targets_file=tf, data=farm_data, out=tmp_path / "out", db=pg_url, weights=weights, eval_samples=40,
+              measure={"runs": 5, "warmup": 1}, html=False)
+    first = run(model, ["local", "dead"], **kw)
+    assert first.status == "partial" and first.failed == ["dead"]
+    with ResultsStore(pg_url) as store:
+        before = {r["id"]: r["p50_ms"] for r in store.results(first.run_id)}
+    assert len(before) == 3
+    again = run(model, ["local"], resume=first.run_id[:15], **kw)
+    assert again.run_id == first.run_id and again.status == "ok"
+    with ResultsStore(pg_url) as store:
+        after = {r["id"]: r["p50_ms"] for r in store.results(first.run_id)}
+        assert store.run(first.run_id).state == "ok" and len(store.runs()) == 1
+    assert after == before                          # kept, and nothing measured a second time

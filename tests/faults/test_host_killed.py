@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 import pytest
+
+from profile_yaml import write_profile
 import yaml
 
 from edgecompress.cli import main
@@ -29,13 +31,7 @@ pytestmark = pytest.mark.lab
 def test_sigkill_mid_run_keeps_results_and_resume_does_not_redo_them(make_device, fault_artifacts, mnist, tmp_path,
                                                                      caplog, outcome):
     dev = make_device("hkill")
-    profile = tmp_path / "two-onnx.yaml"
-    profile.write_text(yaml.safe_dump({
-        "name": "two-onnx", "hardware": {"arch": "x86_64", "cores": 2, "memory_mb": 4096, "peak_gflops": 50,
-                                         "memory_gbps": 10},
-        "power": {"idle_w": 5, "load_w": 15}, "runtimes": ["onnxruntime"],
-        "artifacts": [{"format": "onnx", "precision": "fp32"}, {"format": "onnx", "precision": "dynamic"}],
-        "measure": {"warmup": 1, "runs": 5, "min_seconds": 0, "threads": 1}}))
+    profile = write_profile(tmp_path / "two-onnx.yaml", "two-onnx", [("onnx", "fp32"), ("onnx", "dynamic")])
     tf = tmp_path / "t.yaml"
     tf.write_text(yaml.safe_dump({"targets": [{**dev.target_dict(), "profile": str(profile)}]}))
     data = tmp_path / "d.npz"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from profile_yaml import write_profile
 import yaml
 
 from cli_helpers import cli
@@ -93,14 +95,7 @@ def test_hostile_names_are_plain_names_everywhere(make_device, fault_artifacts, 
     model = shutil.copyfile(fault_artifacts["digits"], base / f"model {evil}.onnx")
     data = base / f"data {evil}.npz"
     np.savez(data, x=mnist[2][:120], y=mnist[3][:120])
-    profile = base / "profiles" / "hostile-fp32.yaml"
-    profile.parent.mkdir()
-    profile.write_text(yaml.safe_dump({
-        "name": "hostile-fp32", "hardware": {"arch": "x86_64", "cores": 2, "memory_mb": 4096, "peak_gflops": 50,
-                                             "memory_gbps": 10},
-        "power": {"idle_w": 5, "load_w": 15}, "runtimes": ["onnxruntime"],
-        "artifacts": [{"format": "onnx", "precision": "fp32"}],
-        "measure": {"warmup": 1, "runs": 5, "min_seconds": 0, "threads": 1}}))
+    profile = write_profile(base / "profiles" / "hostile-fp32.yaml", "hostile-fp32")
     out = base / f"out {evil}"
     rc, stdout, stderr = cli("compress", model, "--profile", profile, "--data", data, "--out", out,
                              "--cache", base / "cache", "--json", "--quiet")
@@ -129,11 +124,7 @@ def test_hostile_profile_name_is_rejected_not_run(tmp_path, canary_tag, outcome)
     """A profile's name becomes a folder name, so it is limited to [A-Za-z0-9._-]: a name with `$()`
     is bad input (exit 2) that names the file and the allowed form; nothing runs."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({
-        "name": f"p$(touch /tmp/EC_CANARY_{canary_tag}_prof)",
-        "hardware": {"arch": "x86_64", "cores": 2, "memory_mb": 4096, "peak_gflops": 50, "memory_gbps": 10},
-        "power": {"idle_w": 5, "load_w": 15}, "runtimes": ["onnxruntime"],
-        "artifacts": [{"format": "onnx", "precision": "fp32"}]}))
+    write_profile(bad, f"p$(touch /tmp/EC_CANARY_{canary_tag}_prof)")
     rc, out, err = cli("profiles", "validate", bad)
     assert rc == 2
     assert str(bad) in err + out and "name" in err + out and "A-Za-z0-9" in err + out, err + out

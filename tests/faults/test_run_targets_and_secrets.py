@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from profile_yaml import write_profile
 import yaml
 
 from edgecompress.results import ResultsStore
@@ -42,13 +44,7 @@ def three_target_run(tmp_path_factory, fault_artifacts, mnist):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", PASSPHRASE, "-f", str(key)], check=True)
         Path(good.root, "authorized_keys").write_text(key.with_suffix(".pub").read_text())
         Path(refusing.root, "authorized_keys").write_text("")           # accepts no key at all
-        profile = tmp / "fp32.yaml"
-        profile.write_text(yaml.safe_dump({
-            "name": "fp32-only", "hardware": {"arch": "x86_64", "cores": 2, "memory_mb": 4096, "peak_gflops": 50,
-                                              "memory_gbps": 10},
-            "power": {"idle_w": 5, "load_w": 15}, "runtimes": ["onnxruntime"],
-            "artifacts": [{"format": "onnx", "precision": "fp32"}],
-            "measure": {"warmup": 1, "runs": 5, "min_seconds": 0, "threads": 1}}))
+        profile = write_profile(tmp / "fp32.yaml", "fp32-only")
         targets = [
             {**good.target_dict(), "name": HTML_NAME, "identity_file": str(key), "profile": str(profile)},
             {**refusing.target_dict(), "name": "refusing", "profile": str(profile), "connect_timeout_s": 3},

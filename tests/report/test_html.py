@@ -61,9 +61,12 @@ def test_html_report_shows_table_and_plots_in_a_real_browser(tmp_path, measured,
     assert table.count("<tr class=") == 5                     # 2 targets x 2 artifacts + the failed target
     for target in ("local", "lab"):
         for art in ("fp32.onnx", "dynamic.onnx"):
-            assert re.search(rf"<td>{target}</td><td>{re.escape(art)}</td>", table)
+            assert re.search(rf"<td>{target}</td><td>{re.escape(art)}( <span class='star'|</td>)", table)
+    # the recommended artifact of each target is marked (fp32.onnx is measured faster there)
+    assert table.count("&#9733; recommended") == 2
     assert "connection refused" in table
-    assert html.count("data:image/png;base64,") == 2          # one figure per target with results
+    assert html.count("data:image/png;base64,") == 3          # per target with results + across targets
+    assert "id='cross-target'" in html and "id='recommendations'" in html
 
     png = tmp_path / "report.png"
     screenshot(html_path, png, tmp_path)

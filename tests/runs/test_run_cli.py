@@ -30,19 +30,21 @@ def test_bad_measure_settings_are_usage_errors(tmp_path, capsys):
     assert "--runs 0: must be >= 1" in capsys.readouterr().err
 
 
-def test_progress_redraws_one_line_per_target_on_a_terminal():
+def test_progress_draws_a_bar_per_target_on_a_terminal():
     out = io.StringIO()
-    p = RunProgress(["local", "pi"], out, tty=True)
-    p("local", "connect", {"transport": "local"})
-    p("pi", "bench", {"artifact": "int8.tflite", "i": 2, "n": 3})
-    p("pi", "result", {"artifact": "int8.tflite", "i": 2, "n": 3,
-                       "result": BenchmarkResult.from_dict({"status": "ok", "latency_ms": {"p50": 1.234},
-                                                            "fidelity": {"accuracy": 0.97}})})
-    frames = out.getvalue().split("\x1b[3F")                 # cursor back up over the 3 lines
-    assert len(frames) == 3
-    last = frames[-1].split("\n")
-    assert last[0].endswith("starting") and "connecting (local)" in last[1]
-    assert "pi" in last[2] and "[2/3] int8.tflite: p50 1.23 ms, accuracy 97.0%" in last[2]
+    with RunProgress(["local", "pi"], out, tty=True, width=160) as p:
+        p("local", "connect", {"transport": "local"})
+        p("pi", "bench", {"artifact": "int8.tflite", "i": 2, "n": 3})
+        p("pi", "result", {"artifact": "int8.tflite", "i": 2, "n": 3,
+                           "result": BenchmarkResult.from_dict({"status": "ok", "latency_ms": {"p50": 1.234},
+                                                                "fidelity": {"accuracy": 0.97}})})
+        bar = p.bar.tasks[p.tasks["pi"]]
+        assert (bar.completed, bar.total) == (2, 3)
+    text = out.getvalue()
+    assert "\x1b[" in text                                   # drawn in place by rich
+    last = [ln for ln in text.split("\n") if "pi " in ln][-1]
+    assert "2/3" in last and "67%" in last and "[2/3] int8.tflite: p50 1.23 ms, accuracy 97.0%" in last
+    assert "connecting (local)" in text
 
 
 def test_progress_writes_plain_lines_when_not_a_terminal():

@@ -1,6 +1,6 @@
 """Phones through :mod:`edgecompress.deploy` (DeviceSession / benchmark), both ways.
 
-* adb: against the STAND-IN adb client and phone folder (tests/android/fake_adb.py; no phone or
+* adb: against the STAND-IN adb client and phone folder (edgecompress/testing/fake_adb.py; no phone or
   emulator runs here). Native mode uses a stand-in ``benchmark_model`` printing a real capture;
   the Python path runs the real runner with this machine's Python standing in for the phone's.
 * Termux over SSH: the lab's REAL OpenSSH server (fixture ``lab_sshd``) with the Android profile,

@@ -1,4 +1,4 @@
-"""The adb transport against a STAND-IN adb client (tests/android/fake_adb.py).
+"""The adb transport against a STAND-IN adb client (edgecompress/testing/fake_adb.py).
 
 No phone or emulator can run here. The stand-in is an executable that speaks adb's command-line
 interface (``devices -l``, ``get-state``, ``push``, ``pull``, ``shell``, ``-s SERIAL``) over a

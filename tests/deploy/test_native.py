@@ -1,7 +1,7 @@
 """Native mode (no Python on the phone) over the adb transport, against STAND-INS.
 
 No phone can run here and no wheel ships LiteRT's ``benchmark_model`` for this machine, so:
-the phone is ``tests/android/fake_adb.py`` over a folder with a sysfs-shaped battery/thermal/
+the phone is ``edgecompress/testing/fake_adb.py`` over a folder with a sysfs-shaped battery/thermal/
 cpufreq tree of known values (the battery is a stand-in: files the test writes); ``benchmark_model``
 is a stand-in executable that records its arguments, runs for a moment (so the battery loop samples
 it), can play the phone's load step on the stand-in battery, and prints a REAL captured output
@@ -204,3 +204,27 @@ def test_battery_loop_ends_when_its_shell_is_killed(tmp_path, fake_phone):
         pytest.fail("the battery loop survived its shell")
     samples = sysfs.parse_samples((tmp_path / "s").read_text())
     assert len(samples) >= 2 and samples[0][1:] == (-450000, 3850000)
+
+
+def test_shell_install_refuses_a_corrupt_upload_and_removes_it(tmp_path, fake_phone, model):
+    """The native agent's file helper (deploy/scripts/blobs.sh) checks the sha256 ON the phone, as the
+    Python agent's helper does: a truncated upload is deleted and never becomes a blob."""
+    import hashlib
+
+    from edgecompress.errors import BenchmarkError
+
+    s = _bench(tmp_path, fake_phone)
+    want = hashlib.sha256(model.read_bytes()).hexdigest()
+    half = tmp_path / "half"
+    half.write_bytes(model.read_bytes()[:100])
+    part, final = f"{DEVICE_ROOT}/tmp/x.part", f"{DEVICE_ROOT}/blobs/{want}.tflite"
+    s.transport.put(half, part)
+    with pytest.raises(BenchmarkError, match=r"(?s)step 'verify upload' failed: .*bad .*expected " + want + r" \(partial or corrupt; removed\)"):
+        s.step("verify upload", s.agent.files_argv("install", part, want, final))
+    assert not fake_phone.path(part).exists() and not fake_phone.path(final).exists()
+    s.transport.put(model, part)
+    s.step("verify upload", s.agent.files_argv("install", part, want, final))
+    assert fake_phone.path(final).read_bytes() == model.read_bytes()
+    free = s.transport.run(s.agent.files_argv("free", f"{DEVICE_ROOT}/tmp")).stdout.strip()
+    assert int(free) > 0
+    s.close()

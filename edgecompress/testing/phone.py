@@ -1,34 +1,28 @@
-"""Fixtures for the Android tests: a STAND-IN phone behind a STAND-IN ``adb`` client.
+"""A stand-in phone behind a stand-in ``adb`` client: a public test double (as Fabric ships its own).
 
-No phone or emulator can run on these machines, so ``fake_phone`` builds what a phone exposes
-to adb — ``/data/local/tmp``, a sysfs-shaped ``/sys`` with known battery, thermal and cpufreq
-values, ``getprop`` — in a folder, and points ``$EDGECOMPRESS_ADB`` at ``tests/android/fake_adb.py``
-(an executable that speaks adb's command-line interface over that folder and the local shell).
+No phone or emulator runs in CI, so :class:`FakePhone` builds what a phone exposes to adb —
+``/data/local/tmp``, a sysfs-shaped ``/sys`` with known battery, thermal and cpufreq values,
+``getprop``, the toybox tools — in a folder, and :class:`FakeAdb` writes an ``adb`` executable
+(:mod:`edgecompress.testing.fake_adb`) that speaks adb's command line over those folders::
+
+    adb = FakeAdb(tmp / "adb")                    # then: EDGECOMPRESS_ADB=adb.exe, FAKE_ADB_STATE=adb.state_file
+    phone = adb.phone("35091FDH2000ZX")           # attached, authorised, on battery
+    phone.set_battery(current_now=-900000, voltage_now=3850000)
+
+:func:`use` sets those environment variables (pytest: ``monkeypatch.setenv``).
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
-
-import pytest
 
 HERE = Path(__file__).resolve().parent
 #: what Android's toybox/mksh give an adb shell (linked from this host into the stand-in's system/bin)
 TOYBOX = ("sh", "cat", "echo", "printf", "mkdir", "mv", "rm", "cp", "ls", "chmod", "touch", "sleep", "kill",
           "sha256sum", "md5sum", "wc", "tr", "head", "tail", "uname", "env", "true", "false", "id", "date",
-          "basename", "dirname", "grep", "sed", "stat", "test", "[", "expr", "nproc")
-FIXTURES = HERE / "fixtures" / "benchmark_model"
-
-
-def capture(name: str) -> str:
-    """The captured benchmark_model output in fixture ``name`` (its source header removed)."""
-    text = (FIXTURES / name).read_text()
-    return text.split("# --- capture ---\n", 1)[1]
-
-
+          "basename", "dirname", "grep", "sed", "stat", "test", "[", "expr", "nproc", "df")
 def _write(path: Path, text: str, mode: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -120,41 +114,8 @@ class FakeAdb:
         return FakePhone(self.base, serial, self.state_file, **info)
 
 
-@pytest.fixture
-def fake_adb(tmp_path, monkeypatch) -> FakeAdb:
-    """The stand-in adb client (``$EDGECOMPRESS_ADB``) with no phone attached yet."""
-    adb = FakeAdb(tmp_path / "adb")
-    monkeypatch.setenv("FAKE_ADB_STATE", str(adb.state_file))
-    monkeypatch.setenv("EDGECOMPRESS_ADB", str(adb.exe))
-    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+def use(adb: FakeAdb, setenv) -> FakeAdb:
+    """Point edgecompress's adb transport at ``adb`` (``setenv(name, value)``, e.g. monkeypatch.setenv)."""
+    setenv("FAKE_ADB_STATE", str(adb.state_file))
+    setenv("EDGECOMPRESS_ADB", str(adb.exe))
     return adb
-
-
-@pytest.fixture
-def fake_phone(fake_adb) -> FakePhone:
-    """One attached, authorised stand-in phone (Pixel 8 facts, on battery, 1.7325 W draw)."""
-    return fake_adb.phone()
-
-
-def stand_in_benchmark_model(fixture: str, *, sleep_s: float = 0.4, exit_code: int = 0,
-                             argv_log: bool = True, load: tuple[Path, int] | None = None) -> str:
-    """Text of a STAND-IN ``benchmark_model`` executable: it records its argv next to itself,
-    sleeps ``sleep_s`` (so the battery loop samples a run) and prints the real captured output
-    ``fixture``. It is a stand-in for LiteRT's binary, which no wheel ships for this machine.
-
-    ``load = (battery folder, current_now)``: the stand-in also plays the phone's load step — it
-    writes that ``current_now`` into the stand-in battery as it starts and restores the old value
-    when done (a shell wrapper, so the step comes within a millisecond of its start and end)."""
-    out = capture(fixture)
-    me = "sys.argv[1]" if load else "sys.argv[0]"
-    args = "sys.argv[2:]" if load else "sys.argv[1:]"
-    body = ("import sys, time, os, json\n"
-            + (f"open(os.path.join(os.path.dirname(os.path.abspath({me})), 'last_argv.json'), 'w')"
-               f".write(json.dumps({args}))\n" if argv_log else "")
-            + f"time.sleep({sleep_s})\nsys.stdout.write({out!r})\nsys.exit({exit_code})\n")
-    if load is None:
-        return f"#!{sys.executable}\n{body}"
-    cur = Path(load[0]) / "current_now"
-    return (f"#!/bin/sh\nOLD=$(cat {cur})\nprintf '%s\\n' {int(load[1])} > {cur}\n"
-            f"{sys.executable} - \"$0\" \"$@\" <<'PYEOF'\n{body}PYEOF\n"
-            f"RC=$?\nprintf '%s\\n' \"$OLD\" > {cur}\nexit $RC\n")
