@@ -36,7 +36,7 @@ def add(sub) -> None:
     p.set_defaults(func=run)
 
 
-def add_io_arguments(p, quality: bool = True) -> None:
+def add_io_arguments(p, quality: bool = True, budget_flags: bool = False) -> None:
     """--input-shape (repeatable), --feedback, --metric and the quality floor flags."""
     p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS",
                    help="dims of an input (repeatable; NAME= for models with several inputs), e.g. 1,3,224,224 or "
@@ -47,17 +47,22 @@ def add_io_arguments(p, quality: bool = True) -> None:
                    help="recurrent state: feed each sample's OUTPUT as the next sample's INPUT (repeatable)")
     p.add_argument("--metric", metavar="MODULE:FUNCTION",
                    help="task metric called with (reference, outputs) dicts by output name (and labels)")
-    p.add_argument("--min-cosine", type=float, metavar="C", help="quality floor: every output's cosine (default 0.95)")
+    if not budget_flags:        # `run` has --min-cosine / --max-accuracy-drop as recommendation budgets
+        p.add_argument("--min-cosine", type=float, metavar="C",
+                       help="quality floor: every output's cosine (default 0.95)")
+        p.add_argument("--max-accuracy-drop", type=float, metavar="PTS",
+                       help="quality floor: accuracy points below the source (default 5)")
     p.add_argument("--min-sqnr-db", type=float, metavar="DB", help="quality floor: every output's SQNR")
     p.add_argument("--min-top1", type=float, metavar="F", help="quality floor: top-1 agreement of class scores "
                                                                "(default 0.9)")
-    p.add_argument("--max-accuracy-drop", type=float, metavar="PTS", help="quality floor: accuracy points below "
-                                                                         "the source (default 5)")
 
 
-def quality_flags(args) -> dict:
-    q = {"min_cosine": args.min_cosine, "min_sqnr_db": args.min_sqnr_db, "min_top1_agreement": args.min_top1,
-         "max_accuracy_drop": args.max_accuracy_drop}
+def quality_flags(args, budget_flags: bool = False) -> dict:
+    """The quality-floor overrides given on the command line (``run``'s --min-cosine and
+    --max-accuracy-drop are recommendation budgets, not floors: the profile's ``quality:`` applies)."""
+    q = {"min_sqnr_db": args.min_sqnr_db, "min_top1_agreement": args.min_top1}
+    if not budget_flags:
+        q.update(min_cosine=args.min_cosine, max_accuracy_drop=args.max_accuracy_drop)
     return {k: v for k, v in q.items() if v is not None}
 
 

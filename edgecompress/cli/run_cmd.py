@@ -36,7 +36,7 @@ def add(sub) -> None:
                                                      "(killed or partly failed): what it measured ok is kept, "
                                                      "not measured again")
     g = p.add_argument_group("compress options")
-    add_io_arguments(g)
+    add_io_arguments(g, budget_flags=True)
     g.add_argument("--weights", metavar="FILE", help="weights for a file.py:factory model")
     g.add_argument("--random-calibration", action="store_true",
                    help="allow calibrating on random inputs when no --data is given")
@@ -105,7 +105,7 @@ def _call_run(args, names, progress):
         run = functools.partial(run_farm, **farm_options(args))
     return run(args.model, names, targets_file=args.targets_file, data=args.data, out=args.out, db=args.db,
                input_shape=parse_shapes(args.input_shape) or None, weights=args.weights,
-               feedback=parse_feedback(args.feedback), metric=args.metric, quality=quality_flags(args),
+               feedback=parse_feedback(args.feedback), metric=args.metric, quality=quality_flags(args, budget_flags=True),
                as_is=args.as_is,
                allow_random_calibration=args.random_calibration, trust_new_host=args.trust_new_host,
                measure={"runs": args.runs, "warmup": args.warmup, "min_seconds": args.min_seconds,

@@ -60,7 +60,8 @@ def test_compress_with_structured_pruning_from_the_command_line(torch_digits, tm
                        "artifacts: [{format: onnx, precision: fp32}, {format: onnx, precision: int8}]\n")
     code = main(["compress", "edgecompress/examples/digits.py:factory", "--weights", str(weights),
                  "--input-shape", "1,1,28,28", "-p", str(profile), "--data", str(data), "--out", str(tmp_path / "o"),
-                 "--prune", "structured:0.5", "--finetune-epochs", "5", "--finetune-lr", "0.01", "--json", "-q"])
+                 "--prune", "structured:0.5", "--finetune-epochs", "5", "--finetune-lr", "0.01", "--json", "-q",
+                 "--max-accuracy-drop", "10"])   # 600 fine-tuning samples: ~6 points below the source (else degraded)
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
     fp32, int8 = doc["artifacts"]
