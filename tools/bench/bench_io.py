@@ -46,9 +46,8 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             man = compress(m.onnx, profile, m.data, Path(tmp) / name, feedback=m.feedback, cache_dir=Path(tmp) / "c")
             built = time.perf_counter() - t0
-            results = benchmark("local", man.folder, runs=a.runs, warmup=5, min_seconds=0.5)
-            p50 = {f"{r['artifact']['precision']}.{r['artifact']['format']}": (r.get("latency_ms") or {}).get("p50")
-                   for r in results}
+            results = benchmark("local", man.folder, runs=a.runs, warmup=5, min_seconds=0.5, store=False)
+            p50 = {r.key: (r.latency_ms.p50 if r.latency_ms is not None else None) for r in results}
             base = p50.get("fp32.onnx")
             for art in man.artifacts:
                 key = f"{art.precision}.{art.format}"
