@@ -135,7 +135,7 @@ def test_run_local_and_emulated_aarch64_end_to_end(arm, digits_npz, torch_digits
     weights = tmp_path / "digits.pt"
     torch.save(torch_digits[0].state_dict(), weights)
     db = tmp_path / "results.db"
-    example = Path(__file__).resolve().parent.parent / "edgecompress" / "examples" / "digits.py"
+    example = Path(__file__).resolve().parents[2] / "edgecompress" / "examples" / "digits.py"
     rc, out, err = cli("run", f"{example}:factory", "--weights", weights, "--data", digits_npz,
                        "--out", tmp_path / "out", "--db", db, "--target", "local", "--target", arm.name,
                        "--targets", arm.targets_file, "--runs", "3", "--warmup", "1", "--min-seconds", "0",
