@@ -109,6 +109,13 @@ class Latency(_Block):
     p50_ci: Optional[List[float]] = None        # 95 % CI of the median [low, high] (order statistics)
     _NUMBERS = ("load", "first", "mean", "p50", "p90", "p99", "std", "min", "max", "cv")
 
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        for k in ("cv", "p50_ci"):          # written only when known (agents with aggregates only lack them)
+            if d.get(k) is None:
+                d.pop(k, None)
+        return d
+
 
 @dataclass
 class Memory(_Block):

@@ -133,10 +133,12 @@ def tune(model, targets: list, *, targets_file=None, data=None, trials: int = 20
     cache = Measurements(sfile)
     result = TuneResult(storage=f"sqlite:///{sfile}", targets={})
     try:
-        for t in chosen:
-            from ..profiles import load_profile
+        for item in chosen:                         # runs._resolve_targets: [(Target, DeviceProfile)]
+            t, profile = item if isinstance(item, tuple) else (item, None)
+            if profile is None:
+                from ..profiles import load_profile
 
-            profile = load_profile(t.profile)
+                profile = load_profile(t.profile)
             budget = Budget.for_profile(t.profile, objective=objective, max_accuracy_drop=max_accuracy_drop,
                                         min_agreement=min_agreement, min_cosine=min_cosine,
                                         max_memory_mb=max_memory_mb)

@@ -71,7 +71,8 @@ def test_run_prints_the_comparison_and_the_report(two_targets):
     assert "http://" not in html and "https://" not in html
     for t in ("local", "lab"):
         for a in ("fp32.onnx", "int8.onnx", "dynamic.onnx"):
-            assert f"<td>{t}</td><td>{a}</td>" in html
+            # (the recommended artifact's cell carries a star after its name)
+            assert f"<td>{t}</td><td>{a}</td>" in html or f"<td>{t}</td><td>{a} <span class='star'" in html
     # progress was shown per target as plain lines (stderr is not a terminal here)
     err = two_targets["stderr"]
     assert "local: [3/3]" in err and "lab: [3/3]" in err and "lab: connected" in err
