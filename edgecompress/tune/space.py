@@ -92,7 +92,7 @@ class Tuner:
         self.dataset = data if hasattr(data, "x") else load_data(data, model)
         self.calib, evalset = self.dataset.split(CALIB_SAMPLES, EVAL_SAMPLES)   # as compress splits it
         self.held = evalset.subset(np.arange(min(len(evalset), eval_samples)))
-        self.reference = np.asarray(model.predict(self.held.x))
+        self.reference = {model.outputs[0].name: np.asarray(model.predict(self.held.x))}   # by output name
         m = profile.measure.model_dump()
         m.update({k: v for k, v in measure.items() if v is not None})
         self.measure = m
@@ -189,7 +189,8 @@ class Tuner:
         low = (lat.get("p50_ci") or [lat.get("p50")])[0]
         if low is None:
             return None
-        ref = float((np.asarray(self.reference).argmax(-1) == self.held.y).mean()) if self.held.y is not None else 1.0
+        first = next(iter(self.reference.values())) if isinstance(self.reference, dict) else self.reference
+        ref = float((np.asarray(first).argmax(-1) == self.held.y).mean()) if self.held.y is not None else 1.0
         for t in study.get_trials(deepcopy=False):
             if t.state.name != "COMPLETE" or t.values is None:
                 continue
