@@ -44,7 +44,7 @@ def test_unknown_protocol_is_a_clear_error():
 
 
 @pytest.mark.parametrize("doc, msg", [
-    ({"status": "done"}, "status 'done' is not one of ok, failed"),
+    ({"status": "done"}, "status 'done' is not one of ok, degraded, failed"),
     ({"latency_ms": [1, 2]}, "latency_ms must be an object"),
     ({"latency_ms": {"p50": "fast"}}, r"latency_ms.p50 must be a number"),
     ({"runs": 2.5}, "runs must be an integer"),
