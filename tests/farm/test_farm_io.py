@@ -132,3 +132,49 @@ def test_job_io_maps_and_quality_are_validated_strictly():
                       (dict(good, reference=None), "reference")):
         with pytest.raises(JobRejected, match=said):
             parse_job(bad, own_targets={"t": "p"})
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_feedback_state_is_fed_back_on_the_farm_worker(farm_targets, redis_server, pg_url, farm_worker, tmp_path):
+    """`recurrent` with --feedback state_out=state: the held-out steps stay in order and each step's
+    state output is fed back on the device, as the host does here."""
+    import onnxruntime as ort
+
+    m = M.recurrent()
+    a = farm_worker(farm_targets, ["farm-a"], redis_server.url, pg_url, "wio-rec")
+    a.wait_ready()
+    out = tmp_path / "out"
+    rc, text, err = cli("run", m.onnx, "--data", m.data, "--eval-samples", EVAL, "--target", "farm-a",
+                        "--targets", farm_targets, "--farm", redis_server.url, "--db", pg_url, "--out", out,
+                        "--feedback", "state_out=state", "--runs", "3", "--warmup", "1", "--min-seconds", "0",
+                        "--json")
+    assert rc == 0, err[-3000:]
+    res = json.loads(text)
+    z = np.load(m.data)
+    rows = z["chunk"][len(z["chunk"]) - EVAL:]                     # ordered split: the last steps, in order
+    (folder,) = {p.parent for p in out.rglob("manifest.json")}
+
+    def steps(path):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        state, got = z["state"][0], {"logits": [], "state_out": []}
+        for r in rows:
+            logits, state = sess.run(None, {"chunk": r[None], "state": state})
+            got["logits"].append(logits)
+            got["state_out"].append(state)
+        return {k: np.concatenate(v) for k, v in got.items()}
+
+    reference = steps(m.onnx)
+    results = res["targets"]["farm-a"]["results"]
+    assert len(results) == 3
+    for r in results:
+        key = f"{r['artifact']['precision']}.{r['artifact']['format']}"
+        assert r["status"] == "ok", (key, r.get("error"))
+        dev = {o["name"]: o for o in r["fidelity"]["outputs"]}
+        assert sorted(dev) == ["logits", "state_out"]
+        host = steps(folder / f"model.{key}")
+        for o in ("logits", "state_out"):
+            want = _cosine(host[o], reference[o])
+            assert abs(dev[o]["cosine"] - want) < 1e-4, (key, o, dev[o]["cosine"], want)
+        if key == "fp32.onnx":
+            assert min(dev[o]["cosine"] for o in dev) > 0.9999
