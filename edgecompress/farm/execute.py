@@ -2,10 +2,11 @@
 
 ``execute(job, ctx)``: the run's row for this target says ``ok/partial/failed`` already (a job
 delivered again after it ended, or given up by its submitter) -> nothing runs. Else the
-artifacts, inputs and reference outputs are fetched by sha256 (verified), one
-:class:`~edgecompress.deploy.DeviceSession` measures each artifact whose result key is not in the
-database yet, the device's outputs are compared with the reference (the same fidelity as a
-local run), and each result is committed as it arrives.
+artifacts, the held-out inputs (by input name) and reference outputs (by output name) are
+fetched by sha256 (verified), one :class:`~edgecompress.deploy.DeviceSession` measures each artifact whose result key is not in the
+database yet (fed the inputs with the artifact's ``__io__`` map from the job), the device's
+outputs are compared with the reference and judged by the job's quality floor (the same
+fidelity and ``degraded`` verdict as a direct run), and each result is committed as it arrives.
 """
 from __future__ import annotations
 
@@ -107,6 +108,7 @@ def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
     store = ctx.store
     blobs = ArtifactStore(job.store, db=store)
     paths = {a.sha256: blobs.fetch(a.sha256, "." + a.format, ctx.cache) for a in job.artifacts}
+
     def arrays(sha):
         return load_arrays(blobs.fetch(sha, ".npz", ctx.cache).read_bytes()) if sha else None
 

@@ -3,8 +3,10 @@
 :func:`run_on_farm` takes the same arguments as :func:`edgecompress.runs.run` plus the broker
 URL; it returns the same :class:`~edgecompress.runs.RunResult`. The targets' profiles come from
 the workers' beats (or ``targets_file`` when given); a target no worker serves fails after
-``worker_wait_s`` with the reason. Artifacts, the held-out inputs, the reference outputs and the
-labels go into the artifact store by sha256, one job per target goes to its queue, and the
+``worker_wait_s`` with the reason. Artifacts, the held-out inputs (by input name), the reference
+outputs (by output name, as :func:`edgecompress.runs.run` makes them) and the labels go into the
+artifact store by sha256, one job per target goes to its queue (each artifact with its I/O map
+and host verdict, the profile's quality floor), and the
 run is followed in the shared database (progress events as in a local run) until every
 target has ended or ``target_timeout_s`` has passed since the jobs were sent.
 """
