@@ -146,6 +146,17 @@ def _split(model, data, eval_samples: int, allow_random: bool, ordered: bool = F
     return ds.split(n - n_eval, n_eval)
 
 
+def _held_out(loaded, data, eval_samples: int, allow_random: bool, feedback):
+    """(checked feedback, calibration, held-out Dataset, the host's reference outputs by name) for a run:
+    the held-out samples by input name (in order with feedback), run once through the source model."""
+    from .compress import check_feedback
+
+    feedback = check_feedback(loaded, feedback)
+    calib, held = _split(loaded, data, eval_samples, allow_random, ordered=bool(feedback))
+    loaded.fix_shapes(held.samples(loaded))
+    return feedback, calib, held, loaded.run(held.samples(loaded), feedback)
+
+
 def _fidelity(outputs, reference, labels, quality=None) -> dict:
     """Device fidelity per output (by model name), the same comparison compress makes on the host."""
     from dataclasses import asdict
@@ -370,12 +381,7 @@ def run(model, targets: list, config: Optional[RunConfig] = None, **options) -> 
     else:
         loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights,
                                                                      input_shape=input_shape)
-    from .compress import check_feedback
-
-    feedback = check_feedback(loaded, feedback)
-    calib, held = _split(loaded, data, eval_samples, allow_random_calibration, ordered=bool(feedback))
-    loaded.fix_shapes(held.samples(loaded))
-    reference = loaded.run(held.samples(loaded), feedback)
+    feedback, calib, held, reference = _held_out(loaded, data, eval_samples, allow_random_calibration, feedback)
 
     def measure_for(profile):
         return measure_with(profile.measure, overrides)

@@ -2,10 +2,11 @@
 
 ``execute(job, ctx)``: the run's row for this target says ``ok/partial/failed`` already (a job
 delivered again after it ended, or given up by its submitter) -> nothing runs. Else the
-artifacts, inputs and reference outputs are fetched by sha256 (verified), one
-:class:`~edgecompress.deploy.DeviceSession` measures each artifact whose result key is not in the
-database yet, the device's outputs are compared with the reference (the same fidelity as a
-local run), and each result is committed as it arrives.
+artifacts, the held-out inputs (by input name) and reference outputs (by output name) are
+fetched by sha256 (verified), one :class:`~edgecompress.deploy.DeviceSession` measures each artifact whose result key is not in the
+database yet (fed the inputs with the artifact's ``__io__`` map from the job), the device's
+outputs are compared with the reference and judged by the job's quality floor (the same
+fidelity and ``degraded`` verdict as a direct run), and each result is committed as it arrives.
 """
 from __future__ import annotations
 
@@ -40,20 +41,16 @@ class WorkerContext:
     seen: dict = field(default_factory=dict)
 
 
-def load_array(data: bytes):
-    """An ``.npz`` written by :func:`dump_array`: one array (``__array__``) or a dict of named arrays."""
+def load_arrays(data: bytes) -> dict:
+    """The named arrays of an ``.npz`` written by :func:`dump_arrays` (dtypes as written)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        if list(z.files) == ["__array__"]:
-            return z["__array__"]
         return {k: z[k] for k in z.files}
 
 
-def dump_array(value) -> bytes:
+def dump_arrays(named: dict) -> bytes:
+    """An ``.npz`` of named arrays (inputs by input name, reference outputs by output name)."""
     buf = io.BytesIO()
-    if isinstance(value, dict):
-        np.savez(buf, **{k: np.asarray(v) for k, v in value.items()})
-    else:
-        np.savez(buf, __array__=np.asarray(value))
+    np.savez(buf, **{k: np.asarray(v) for k, v in named.items()})
     return buf.getvalue()
 
 
@@ -104,16 +101,20 @@ def execute(job: Job, ctx: WorkerContext) -> str:
 def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
     from ..deploy import DeviceSession
     from ..device.result import ArtifactInfo, BenchmarkResult
-    from ..manifest import ArtifactRecord
-    from ..profiles import Measure
-    from ..runs import _fidelity
+    from ..manifest import ArtifactRecord, Fidelity
+    from ..profiles import Measure, Quality
+    from ..runs import _fidelity, _mark_degraded
 
     store = ctx.store
     blobs = ArtifactStore(job.store, db=store)
     paths = {a.sha256: blobs.fetch(a.sha256, "." + a.format, ctx.cache) for a in job.artifacts}
-    held = load_array(blobs.fetch(job.inputs, ".npz", ctx.cache).read_bytes()) if job.inputs else None
-    reference = load_array(blobs.fetch(job.reference, ".npz", ctx.cache).read_bytes()) if job.reference else None
-    labels = load_array(blobs.fetch(job.labels, ".npz", ctx.cache).read_bytes()) if job.labels else None
+
+    def arrays(sha):
+        return load_arrays(blobs.fetch(sha, ".npz", ctx.cache).read_bytes()) if sha else None
+
+    held, reference, labels = arrays(job.inputs), arrays(job.reference), arrays(job.labels)
+    labels = None if labels is None else labels["y"]
+    quality = None if job.quality is None else Quality(**job.quality)
     done = store.result_keys(job.run_id, job.target)
     measure = Measure(**job.measure)
     store.set_target(job.run_id, job.target, status="running", profile=job.profile, transport="farm")
@@ -135,21 +136,25 @@ def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
             if row is not None and row["status"] in FINAL:
                 raise RuntimeError(f"the submitter gave up on this target ({row['error']})")
             rec = ArtifactRecord(path=str(paths[a.sha256]), format=a.format, precision=a.precision,
-                                 layout=a.layout, size_bytes=a.size_bytes, sha256=a.sha256)
+                                 layout=a.layout, size_bytes=a.size_bytes, sha256=a.sha256, status=a.host.status,
+                                 fidelity=Fidelity(cosine=a.host.cosine, reasons=list(a.host.reasons)))
             from .artifacts import sha256_of
 
             if sha256_of(Path(rec.path)) != a.sha256:          # checked again right before the device
                 raise RuntimeError(f"cached artifact {a.sha256[:12]} changed on disk; refused")
             t0 = time.time()
-            res = s.bench(rec, measure=measure, inputs=held, power=s.profile.power, input_layout=job.input_layout)
+            inputs = None if held is None else {**held, "__io__": a.io.model_dump()}
+            res = s.bench(rec, measure=measure, inputs=inputs, power=s.profile.power, input_layout=job.input_layout)
             res.target = res.target or job.target
             res.extra["farm"] = {"worker": ctx.node, "started_at": t0, "finished_at": time.time()}
             outputs, res.outputs = res.outputs, None
-            if res.ok and outputs is not None and reference is not None:
+            if res.ok and outputs is not None and reference is not None:      # as runs._Runner does
                 try:
-                    res.fidelity = _fidelity(outputs, reference, labels)
+                    res.fidelity = _fidelity(outputs, reference, labels, quality)
                 except Exception as e:  # noqa: BLE001 - kept as a failed check on this result
                     res.fidelity = {"error": f"{type(e).__name__}: {e}"}
+            if reference is not None:
+                _mark_degraded(res, rec, res.fidelity)
             store.add_result(job.run_id, res, profile=job.profile, size_bytes=a.size_bytes, key=key)
             out.append(res)
     return out

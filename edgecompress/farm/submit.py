@@ -3,8 +3,10 @@
 :func:`run_on_farm` takes the same arguments as :func:`edgecompress.runs.run` plus the broker
 URL; it returns the same :class:`~edgecompress.runs.RunResult`. The targets' profiles come from
 the workers' beats (or ``targets_file`` when given); a target no worker serves fails after
-``worker_wait_s`` with the reason. Artifacts, the held-out inputs, the reference outputs and the
-labels go into the artifact store by sha256, one job per target goes to its queue, and the
+``worker_wait_s`` with the reason. Artifacts, the held-out inputs (by input name), the reference
+outputs (by output name, as :func:`edgecompress.runs.run` makes them) and the labels go into the
+artifact store by sha256, one job per target goes to its queue (each artifact with its I/O map
+and host verdict, the profile's quality floor), and the
 run is followed in the shared database (progress events as in a local run) until every
 target has ended or ``target_timeout_s`` has passed since the jobs were sent.
 """
@@ -16,11 +18,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from ..errors import EdgeCompressError, UsageError
 from .app import BENCH_TASK, make_app, queue_for, redis_client, running_jobs, served
-from .execute import FINAL, dump_array
+from .execute import FINAL, dump_arrays
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
@@ -65,17 +65,19 @@ def job_time_limit(measure, n_artifacts: int) -> float:
 def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None, out="out", db=None,
                 input_shape=None, weights=None, passes=None, allow_random_calibration=False, measure=None,
                 eval_samples: int = 200, target_timeout_s: Optional[float] = None, html=True, cache_dir=None,
-                progress=None, artifact_store: str = "db", worker_wait_s: float = 10.0, **ignored):
+                progress=None, artifact_store: str = "db", worker_wait_s: float = 10.0, **rest):
     from ..compress import compress_many
     from ..models import load_model
     from ..profiles import Measure
     from ..results import ResultsStore, mask_text
-    from ..runs import RunResult, TargetOutcome, _split
+    from ..runs import RunResult, TargetOutcome, _held_out
 
-    if ignored.get("resume"):
+    if rest.get("resume"):
         raise UsageError("--resume is not supported with --farm yet; rerun without it")
-    if ignored.get("ops"):
+    if rest.get("ops"):
         raise UsageError("--ops (per-operator profiles) is not sent to farm workers yet; run without --farm")
+    if rest.get("as_is") or str(model).endswith(".tflite"):
+        raise UsageError("--as-is (and a given .tflite) is not measured on farm workers yet; run without --farm")
     r = redis_client(farm)
     names = [getattr(t, "name", t) for t in (targets or [])]
     if len(set(names)) != len(names):
@@ -107,8 +109,8 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
     profile_of = {n: _profile(inv_profiles.get(n), have.get(n) or {}) for n in names
                   if n in have or n in inv_profiles}
     loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights, input_shape=input_shape)
-    calib, held = _split(loaded, data, eval_samples, allow_random_calibration)
-    reference = np.asarray(loaded.predict(held.x))
+    feedback, calib, held, reference = _held_out(loaded, data, eval_samples, allow_random_calibration,
+                                                 rest.get("feedback"))
     out = Path(out)
     store = ResultsStore(db, retry_s=60)
     outcomes = {n: TargetOutcome(n, profile_of[n].name if n in profile_of else "?") for n in names}
@@ -116,7 +118,7 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
         run_id = store.start_run(model_source=loaded.source, model_sha256=loaded.sha256, targets=names,
                                  options={"profiles": {n: p.name for n, p in profile_of.items()},
                                           "data": None if data is None else str(getattr(data, "source", data)),
-                                          "eval_samples": len(held.x), "labels": held.y is not None,
+                                          "eval_samples": len(held), "labels": held.y is not None,
                                           "measure": overrides, "out": str(out), "passes": passes or [],
                                           "farm": mask_text(farm), "artifact_store": artifact_store})
         result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=outcomes)
@@ -136,7 +138,9 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
             try:
                 manifests = compress_many(loaded, list(profiles.values()), data=calib, out=out, passes=passes,
                                           allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
-                                          progress=lambda msg: _say(progress, "*", "compress_step", text=msg))
+                                          progress=lambda msg: _say(progress, "*", "compress_step", text=msg),
+                                          feedback=feedback, metric=rest.get("metric"),
+                                          quality=rest.get("quality"))
                 for pname, m in manifests.items():
                     store.add_artifacts(run_id, pname, m.artifacts, folder=m.folder)
                 result.manifests = manifests
@@ -173,13 +177,14 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
 def _send_jobs(store, r, farm, run_id, profile_of, manifests, held, reference, loaded, overrides, where,
                outcomes, compress_error, progress) -> dict[str, float]:
     """Put the blobs in the artifact store and one job per target on its queue -> {target: time limit}."""
+    from ..device.execute import io_spec
     from ..profiles import Measure
     from .artifacts import ArtifactStore
 
     blobs = ArtifactStore(where, db=store)
-    inputs = blobs.put(dump_array(held.x))
-    ref = blobs.put(dump_array(reference))
-    labels = blobs.put(dump_array(held.y)) if held.y is not None else None
+    inputs = blobs.put(dump_arrays(held.samples(loaded)))         # by input name, dtypes kept
+    ref = blobs.put(dump_arrays(reference))                         # by output name
+    labels = blobs.put(dump_arrays({"y": held.y})) if held.y is not None else None
     app = make_app(farm)
     sent = {}
     n_arts = {}
@@ -199,10 +204,13 @@ def _send_jobs(store, r, farm, run_id, profile_of, manifests, held, reference, l
         for a in arts:
             sha = blobs.put(Path(m.folder) / a.path)
             job_arts.append({"sha256": sha, "format": a.format, "precision": a.precision, "layout": a.layout,
-                             "size_bytes": a.size_bytes})
+                             "size_bytes": a.size_bytes, "io": io_spec(m.model, a),
+                             "host": {"status": a.status, "cosine": a.fidelity.cosine,
+                                      "reasons": list(a.fidelity.reasons or [])}})
         limit = job_time_limit(measure, len(arts))
         payload = {"v": 1, "run_id": run_id, "target": name, "profile": profile.name, "artifacts": job_arts,
                    "inputs": inputs, "reference": ref, "labels": labels, "input_layout": loaded.layout,
+                   "quality": profile.quality.model_dump(),
                    "measure": measure.model_dump(), "store": where, "time_limit_s": limit,
                    "submitted_at": time.time(), "submitter": socket.gethostname()}
         store.set_target(run_id, name, status="queued", profile=profile.name, transport="farm")

@@ -9,7 +9,7 @@ import pytest
 
 from edgecompress.errors import ResultsError
 from edgecompress.farm.artifacts import ArtifactMismatch, ArtifactStore
-from edgecompress.farm.execute import dump_array, load_array
+from edgecompress.farm.execute import dump_arrays, load_arrays
 from edgecompress.results import ResultsStore
 
 
@@ -43,10 +43,11 @@ def test_put_fetch_round_trip_cache_and_tamper_checks(where, tmp_path, digits_np
 
 def test_arrays_travel_with_dtype_and_names(mnist):
     x = mnist[2][:5]
-    back = load_array(dump_array(x))
-    assert back.dtype == x.dtype and np.array_equal(back, x)
-    named = load_array(dump_array({"ids": np.arange(4, dtype=np.int64), "mask": np.ones((2, 2), bool)}))
+    back = load_arrays(dump_arrays({"image": x}))
+    assert list(back) == ["image"] and back["image"].dtype == x.dtype and np.array_equal(back["image"], x)
+    named = load_arrays(dump_arrays({"ids": np.arange(4, dtype=np.int64), "mask": np.ones((2, 2), bool)}))
     assert named["ids"].dtype == np.int64 and named["mask"].dtype == bool
+    assert np.array_equal(named["ids"], np.arange(4))
 
 
 def test_a_database_from_a_newer_edgecompress_is_refused(tmp_path):
