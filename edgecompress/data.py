@@ -79,7 +79,8 @@ class Dataset:
         return h.hexdigest()
 
     def subset(self, idx) -> "Dataset":
-        idx = np.asarray(idx)
+        """The samples at ``idx`` (a slice, indices or a boolean mask); broadcast inputs stay as they are."""
+        idx = idx if isinstance(idx, slice) else np.asarray(idx)
         ins = None
         if self.inputs:
             ins = {k: (v if len(v) == 1 and len(self) > 1 else v[idx]) for k, v in self.inputs.items()}
