@@ -88,20 +88,21 @@ def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float
     return s[lo], s[hi]
 
 
-def cpu_quota(proc_root: str = "/") -> Optional[float]:
-    """This process's cgroup CPU limit in CPUs (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), None if unlimited."""
+def _cgroups(proc_root: str) -> list[tuple[list[str], str]]:
+    """(controllers, path) of each line of this process's ``/proc/self/cgroup`` (v2: controllers ``[""]``)."""
     try:
         with open(os.path.join(proc_root, "proc/self/cgroup")) as f:
             lines = f.read().splitlines()
     except OSError:
-        return None
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        ctrls, path = parts[1].split(","), parts[2].lstrip("/")
+        return []
+    return [(p[1].split(","), p[2].lstrip("/")) for p in (line.split(":", 2) for line in lines) if len(p) == 3]
+
+
+def cpu_quota(proc_root: str = "/") -> Optional[float]:
+    """This process's cgroup CPU limit in CPUs (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), None if unlimited."""
+    for ctrls, path in _cgroups(proc_root):
         try:
-            if parts[1] == "":                                  # v2 unified
+            if ctrls == [""]:                                   # v2 unified
                 with open(os.path.join(proc_root, "sys/fs/cgroup", path, "cpu.max")) as f:
                     quota, period = f.read().split()
                 if quota != "max":
@@ -124,19 +125,10 @@ def cpu_quota(proc_root: str = "/") -> Optional[float]:
 
 def memory_limit_mb(proc_root: str = "/") -> Optional[float]:
     """This process's cgroup memory limit in MB (v2 ``memory.max`` / v1 ``memory.limit_in_bytes``), None if none."""
-    try:
-        with open(os.path.join(proc_root, "proc/self/cgroup")) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        path = parts[2].lstrip("/")
-        if parts[1] == "":
+    for ctrls, path in _cgroups(proc_root):
+        if ctrls == [""]:
             candidates = [os.path.join(proc_root, "sys/fs/cgroup", path, "memory.max")]
-        elif "memory" in parts[1].split(","):
+        elif "memory" in ctrls:
             candidates = [os.path.join(proc_root, "sys/fs/cgroup/memory", path, "memory.limit_in_bytes")]
         else:
             continue
