@@ -14,7 +14,7 @@ power: {{idle_w: 5, load_w: 15}}
 runtimes: [onnxruntime, tflite]
 artifacts: [{artifacts}]
 passes: {passes}
-quality: {{max_accuracy_drop: 15}}   # a short fine-tune leaves a pruned model a few points below its source
+quality: {{max_accuracy_drop: 15}}   # 600 fine-tuning samples leave a pruned model 1-8 points below its source
 """
 
 
@@ -36,7 +36,7 @@ PASS_CASES = [
     pytest.param([{"pass": "fuse"}], id="fuse"),
     pytest.param([{"pass": "prune", "method": "structured", "amount": 0.5, "epochs": 5, "lr": 0.01}],
                  id="prune-structured"),
-    pytest.param([{"pass": "prune", "method": "global", "amount": 0.7, "epochs": 1}], id="prune-global"),
+    pytest.param([{"pass": "prune", "method": "global", "amount": 0.7, "epochs": 4}], id="prune-global"),
     pytest.param([{"pass": "distill", "shrink": 0.5, "epochs": 6}], id="distill"),
     pytest.param([{"pass": "cluster", "clusters": 16, "epochs": 0}], id="cluster"),
 ]
@@ -52,7 +52,7 @@ def test_torch_pass_then_onnx_int8(passes, torch_model, digits_data, tmp_path):
     assert rep["pass"] == passes[0]["pass"] and rep["settings"]["pass"] == passes[0]["pass"]
     assert rep["data"]["eval_samples"] == art.fidelity.samples == 400
     float_acc = rep["measured"]["accuracy_after"]
-    assert art.fidelity.accuracy >= float_acc - 0.02, (art.fidelity.accuracy, float_acc)
+    assert art.fidelity.accuracy >= float_acc - 0.03, (art.fidelity.accuracy, float_acc)
     assert (tmp_path / "out" / "int8-host" / art.path).stat().st_size == art.size_bytes
 
 
