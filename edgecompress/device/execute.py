@@ -21,7 +21,9 @@ tensor of the model's input (batch dim included, usually 1) -- see :func:`sample
 * ``feedback`` ``{OUTPUT: INPUT}`` runs samples in order, feeding each sample's OUTPUT as the
   next sample's INPUT (recurrent state); the first sample takes the data's value.
 * Batches: samples are concatenated along axis 0 where every input's leading dim is dynamic in
-  the artifact and there is no feedback; otherwise one sample per call.
+  the artifact and there is no feedback; where the artifact fixes it at B > 1 (a profile's
+  ``batch:``), B samples go in each call, the last call padded with copies of its last sample
+  (their outputs dropped); otherwise one sample per call.
 """
 from __future__ import annotations
 
@@ -81,22 +83,28 @@ def split_back(arr: np.ndarray, n: int, sample_shape) -> list:
 
 
 def run_samples(call: Callable[[dict], dict], inputs: dict, *, feedback: Optional[dict] = None,
-                batchable: bool = False, batch: int = BATCH, record: Optional[dict] = None) -> dict:
+                batchable: bool = False, batch: int = BATCH, pad: bool = False,
+                record: Optional[dict] = None) -> dict:
     """``call({name: one batch})`` -> ``{name: array}`` over all samples; see the module docstring.
 
+    ``pad``: every call takes exactly ``batch`` samples (a fixed batch dim), the last one padded.
     ``record``: a dict that receives ``{input name: (N, ...) what was fed}`` (the fed-back state
     included) -- how calibration gets the states a recurrent model really sees."""
     inputs, n = samples_from(dict(inputs))
     feedback = dict(feedback or {})
     outs: dict[str, list] = {}
-    batchable = batchable and not feedback and all(np.ndim(v) >= 2 and np.shape(v)[1] == 1 for v in inputs.values())
-    if batchable:
+    one_each = all(np.ndim(v) >= 2 and np.shape(v)[1] == 1 for v in inputs.values())
+    if pad and (feedback or not one_each):
+        raise IOError_(f"the artifact fixes its batch at {batch}: it takes samples of batch 1 without --feedback "
+                       "(build it without the profile's batch: for this model)")
+    if (batchable or pad) and not feedback and one_each:
         for i in range(0, n, max(1, batch)):
             k_n = min(batch, n - i)
-            got = call({k: np.concatenate(list(v[i:i + k_n]), axis=0) for k, v in inputs.items()})
+            take = list(range(i, i + k_n)) + [i + k_n - 1] * ((batch - k_n) if pad else 0)
+            got = call({k: np.concatenate([v[j] for j in take], axis=0) for k, v in inputs.items()})
             for k, y in got.items():
                 y = np.asarray(y)
-                outs.setdefault(k, []).extend([y[j:j + 1] for j in range(k_n)] if y.ndim >= 1 and len(y) == k_n
+                outs.setdefault(k, []).extend([y[j:j + 1] for j in range(k_n)] if y.ndim >= 1 and len(y) == len(take)
                                               else [y] * k_n)
         return {k: combine(v) for k, v in outs.items()}
     state: dict = {}
@@ -280,9 +288,20 @@ class Executor:
                     raise IOError_(f"--feedback {o}={i}: the artifact's output for {o!r} is not known "
                                    f"(artifact outputs: {', '.join(t.name for t in self.model.outputs)})")
                 fb[inv[o]] = i
-        batchable = getattr(self.model, "batches", False) and all(not _fixed(t.full_shape[0] if hasattr(t, "full_shape") else t.shape[0])
-                        for t in self.model.inputs if len(t.shape)) and bool(self.model.inputs)
+        lead = _leading_dims(self.model)
+        b = fixed_batch(self.model)
+        if b:
+            return run_samples(lambda f: self._call(f, in_map), samples, feedback=fb, batch=b, pad=True)
+        batchable = getattr(self.model, "batches", False) and bool(lead) and not any(_fixed(d) for d in lead)
         return run_samples(lambda f: self._call(f, in_map), samples, feedback=fb, batchable=batchable)
+
+    def first_feed(self, samples: dict, in_map: dict) -> list:
+        """The inputs of one call on the first sample(s): B of them where the artifact fixes batch B."""
+        b = fixed_batch(self.model)
+
+        def first(v):
+            return np.concatenate([v[min(j, len(v) - 1)] for j in range(b)]) if b else v[0]
+        return [self.adapt(first(samples[in_map[t.name]]), t) for t in self.model.inputs]
 
     def run(self, samples: dict, feedback: Optional[dict] = None) -> dict:
         """{model output name: combined array}; ValueError if an output cannot be told apart."""
@@ -294,6 +313,19 @@ class Executor:
                            f"or shape; give the artifact's output map (the manifest's outputs[].model_name)")
         self.output_map = m
         return {m[k]: v for k, v in raw.items()}
+
+
+def _leading_dims(model) -> list:
+    return [t.full_shape[0] if hasattr(t, "full_shape") else t.shape[0] for t in model.inputs if len(t.shape)]
+
+
+def fixed_batch(model) -> Optional[int]:
+    """B where every input of the artifact fixes its leading (batch) dim at the same B > 1, else None."""
+    lead = _leading_dims(model)
+    fixed = {int(d) for d in lead if _fixed(d)}
+    if len(fixed) == 1 and len(lead) == len(model.inputs) == sum(_fixed(d) for d in lead) and fixed != {1}:
+        return fixed.pop()
+    return None
 
 
 def _shape_match(a, b) -> bool:

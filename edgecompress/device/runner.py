@@ -172,13 +172,18 @@ def _bench(a, res: BenchmarkResult) -> None:
     if given is not None:       # time the model on a real sample (token ids must be valid ids)
         ex, samples = given
         in_map = ex.match_inputs(list(samples), samples)
-        model.feed([ex.adapt(samples[in_map[t.name]][0], t) for t in model.inputs])
+        model.feed(ex.first_feed(samples, in_map))
     else:
         missing = [t.name for t in model.inputs if None in t.full_shape[1:] and t.shape == [1] * len(t.shape)]
         if missing:
             res.add_note(f"input(s) {', '.join(missing)} have dynamic dims, timed at 1 each; give "
                          f"--input-shape NAME=DIMS")
         model.feed(model.random_inputs())
+    from .execute import fixed_batch
+
+    if fixed_batch(model):
+        res.add_note(f"the artifact fixes batch {fixed_batch(model)}: each latency is one call on "
+                     f"{fixed_batch(model)} samples")
     t0 = time.perf_counter()
     model.invoke()
     first_s = time.perf_counter() - t0

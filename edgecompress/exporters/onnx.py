@@ -8,6 +8,9 @@
 * dynamic: ``onnxruntime.quantization.quantize_dynamic`` (INT8 weights, activations at run time).
 * int8: ``quant_pre_process`` + ``quantize_static`` — QDQ, per-channel, INT8 weights and
   activations, calibrated on the calibration samples with the profile's method.
+* Batch: the source's dynamic batch dim is kept, unless the profile fixes it (``batch: N``):
+  then, as the last step of each precision, every dim named like the inputs' leading dims
+  becomes N (onnxruntime's ``make_dim_param_fixed``).
 """
 from __future__ import annotations
 
@@ -199,11 +202,65 @@ def float_ops(path: Path) -> list[str]:
     return sorted(out)
 
 
+def batch_dims(ctx: ExportContext, fp32: Path) -> set:
+    """The dim names of the inputs' leading dims that ``ctx.batch`` fixes (ExportError if one is fixed otherwise)."""
+    import onnx
+
+    names, fixed = set(), {}
+    for t in onnx.load(str(fp32), load_external_data=False).graph.input:
+        dims = t.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_param"):
+            names.add(dims[0].dim_param)
+        elif dims and dims[0].HasField("dim_value"):
+            fixed[t.name] = dims[0].dim_value
+    wrong = {k: v for k, v in fixed.items() if v != ctx.batch}
+    if wrong:
+        raise ExportError(f"the profile fixes batch {ctx.batch}, but the model fixes the batch dim of "
+                          + ", ".join(f"{k} at {v}" for k, v in wrong.items())
+                          + "; export the model with a dynamic batch dim (e.g. torch.onnx.export(..., "
+                          "dynamic_axes={INPUT: {0: 'batch'}})) or drop the profile's batch:")
+    return names
+
+
+def with_batch(ctx: ExportContext, built: Built, names: set) -> Built:
+    """``built`` with the dims ``names`` fixed at ``ctx.batch`` (after quantization, which calibrates
+    one sample at a time), cached by the file's content."""
+    import hashlib
+
+    import onnx
+
+    if not names:
+        built.notes.append(f"batch {ctx.batch} (the model's own)")
+        return built
+    parts = {"of": hashlib.sha256(built.path.read_bytes()).hexdigest(), "batch": ctx.batch, "dims": sorted(names),
+             "tools": tool_versions("onnx", "onnxruntime")}
+
+    def build(folder: Path) -> None:
+        from onnxruntime.tools.onnx_model_utils import make_dim_param_fixed
+
+        model = onnx.load(str(built.path))
+        for name in sorted(names):
+            make_dim_param_fixed(model.graph, name, ctx.batch)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(folder / built.path.name))
+
+    folder = ctx.cache.step("onnx-batch", parts, build, label=f"(batch {ctx.batch})")
+    built.path = folder / built.path.name
+    built.notes.append(f"batch fixed at {ctx.batch} (the profile's batch:; the source's dim "
+                       f"{', '.join(sorted(names))} is dynamic)")
+    return built
+
+
 class OnnxExporter(Exporter):
     name = "onnx"
 
     def export(self, ctx: ExportContext, spec) -> Built:
         fp32 = export_fp32(ctx)
+        names = batch_dims(ctx, fp32) if ctx.batch else None     # a source that cannot take it fails first
+        built = self._export(ctx, spec, fp32)
+        return with_batch(ctx, built, names) if ctx.batch else built
+
+    def _export(self, ctx: ExportContext, spec, fp32: Path) -> Built:
         tools = fp32_tools(ctx.model.kind)
         if spec.precision == "fp32":
             return Built(fp32, ctx.model.layout, tools)
