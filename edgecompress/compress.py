@@ -132,25 +132,19 @@ class _Job:
         """(fidelity, inputs, outputs) of one artifact file, memoized by its content."""
         key = (sha, layout, id(model))
         if key not in self._fidelity:
-            from .device.execute import resolve_by_values
-            from .exporters.execute import ArtifactRunner, describe
+            from .exporters.execute import run_mapped
             from .fidelity import apply_metric, compare_all
 
             ref = self.reference_of(model)
-            runner = ArtifactRunner(path, layout=layout, source_layout=self.model.layout,
-                                    model_inputs=[asdict(t) for t in self.model.inputs],
-                                    model_outputs=[asdict(t) for t in self.model.outputs])
-            raw = runner.run_raw(self.eval.samples(self.model), self.feedback)
-            out_map = resolve_by_values(raw, ref, runner.executor.map_outputs())
-            outputs = {out_map[k]: v for k, v in raw.items() if k in out_map}
+            outputs, ins, outs, notes = run_mapped(path, layout=layout, model=self.model, reference=ref,
+                                                   samples=self.eval.samples(self.model), feedback=self.feedback)
             fid = compare_all(ref, outputs, self.eval.y)
             if model is not self.model and fid.accuracy is not None:     # task quality against the source
                 src = compare_all(self.reference, outputs, self.eval.y)
                 fid.reference_accuracy = src.reference_accuracy
             if self.metric is not None:
                 fid.metric = apply_metric(self.metric, ref, outputs, self.eval.y)
-            ins, outs = describe(runner, out_map, runner.executor.input_map_used)
-            self._fidelity[key] = (fid, ins, outs, list(runner.executor.notes))
+            self._fidelity[key] = (fid, ins, outs, notes)
         return self._fidelity[key]
 
 

@@ -20,7 +20,10 @@ def add(sub) -> None:
     add_targets_file_arg(p)
     p.add_argument("--data", required=True, metavar="PATH", help="samples (.npz with x and labels y, .npy, images)")
     p.add_argument("--weights", metavar="FILE", help="weights for a file.py:factory model")
-    p.add_argument("--input-shape", metavar="1,3,224,224", help="input shape (for models without one)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS",
+                   help="dims of an input (repeatable; NAME= for models with several inputs); otherwise from --data")
+    p.add_argument("--eval-samples", type=int, default=200, metavar="N",
+                   help="held-out samples each candidate's device fidelity is measured on")
     p.add_argument("--trials", type=int, default=20, metavar="N",
                    help="candidates in the study per target (a resumed study counts the ones it has; default 20)")
     p.add_argument("--time-budget", type=float, metavar="S", help="stop a target's search after S seconds")
@@ -42,7 +45,7 @@ def add(sub) -> None:
 
 
 def _tune(args) -> int:
-    from ..models import parse_shape
+    from ..models import parse_shapes
     from ..tune import tune
     from .compress_cmd import _stdout_to_stderr
 
@@ -52,8 +55,9 @@ def _tune(args) -> int:
                    trials=args.trials, time_budget_s=args.time_budget,
                    artifacts=[a.strip() for a in args.artifacts.split(",")] if args.artifacts else None,
                    passes=not args.no_passes, db=args.db, out=args.out, cache_dir=args.cache, apply=args.apply,
-                   seed=args.seed, measure={"runs": args.runs, "min_seconds": args.min_seconds},
-                   input_shape=parse_shape(args.input_shape) if args.input_shape else None, weights=args.weights,
+                   seed=args.seed, eval_samples=args.eval_samples,
+                   measure={"runs": args.runs, "min_seconds": args.min_seconds},
+                   input_shape=parse_shapes(args.input_shape) or None, weights=args.weights,
                    trust_new_host=args.trust_new_host, progress=lambda m: print(m, file=sys.stderr, flush=True),
                    **budget_kwargs(args))
     if args.json:

@@ -62,6 +62,23 @@ def run_artifact(path: str | Path, x: np.ndarray, *, layout: str = "NCHW", sourc
     return ArtifactRunner(path, layout=layout, source_layout=source_layout).run(x, expect_shape)
 
 
+def run_mapped(path: str | Path, *, layout: str, model, samples: dict, reference: dict,
+               feedback: Optional[dict] = None) -> tuple[dict, list, list, list]:
+    """Run an artifact of ``model`` (a ``models.LoadedModel``) on named samples:
+    (outputs by model output name, artifact inputs, artifact outputs -- ``TensorSpec`` lists with
+    their ``model_name`` --, the executor's notes). Outputs that neither name nor shape tells apart
+    are paired by closeness to ``reference`` (the source's outputs on the same samples)."""
+    from dataclasses import asdict
+
+    runner = ArtifactRunner(path, layout=layout, source_layout=model.layout,
+                            model_inputs=[asdict(t) for t in model.inputs],
+                            model_outputs=[asdict(t) for t in model.outputs])
+    raw = runner.run_raw(samples, feedback)
+    out_map = ex.resolve_by_values(raw, reference, runner.executor.map_outputs())
+    ins, outs = describe(runner, out_map, runner.executor.input_map_used)
+    return {out_map[k]: v for k, v in raw.items() if k in out_map}, ins, outs, list(runner.executor.notes)
+
+
 def describe(runner: ArtifactRunner, output_map: Optional[dict] = None, input_map: Optional[dict] = None):
     """(inputs, outputs) of the artifact as ``manifest.TensorSpec`` lists, each with its ``model_name``."""
     from ..manifest import TensorSpec

@@ -122,6 +122,8 @@ def tune(model, targets: list, *, targets_file=None, data=None, trials: int = 20
 
     if trials < 1:
         raise UsageError(f"--trials {trials}: must be >= 1")
+    if eval_samples < 1:
+        raise UsageError(f"--eval-samples {eval_samples}: must be >= 1")
     if time_budget_s is not None and time_budget_s <= 0:
         raise UsageError(f"--time-budget {time_budget_s}: must be > 0 seconds")
     if data is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +19,15 @@ import numpy as np
 QUANTIZABLE = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
 
-def _run(path: Path, x: np.ndarray, name: str, batch: int) -> np.ndarray:
-    import onnxruntime as ort
+def _run(path: Path, samples: dict, model) -> np.ndarray:
+    """Every output of the ONNX file at ``path`` on the named samples, flattened into one vector
+    (the executor the device uses; one thread)."""
+    from ..exporters.execute import ArtifactRunner
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    n = len(x) - len(x) % batch
-    outs = [sess.run(None, {name: np.ascontiguousarray(x[i:i + batch], dtype=np.float32)})[0]
-            for i in range(0, n, batch)]
-    return np.concatenate(outs).astype(np.float64)
+    runner = ArtifactRunner(path, layout=model.layout, source_layout=model.layout,
+                            model_inputs=[asdict(t) for t in model.inputs])
+    raw = runner.run_raw(samples)
+    return np.concatenate([np.asarray(raw[k], np.float64).ravel() for k in sorted(raw)])
 
 
 def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
@@ -37,9 +36,10 @@ def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     return math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
 
 
-def layer_sensitivity(calibrated: Path, x: np.ndarray, input_name: str, batch: int, *, method: str = "minmax",
+def layer_sensitivity(calibrated: Path, samples: dict, model, *, method: str = "minmax",
                       per_channel: bool = True) -> list[dict]:
-    """[{node, op_type, sqnr_db}] sorted most sensitive first; ``calibrated``: the calibration step's folder."""
+    """[{node, op_type, sqnr_db}] sorted most sensitive first; ``calibrated``: the calibration step's
+    folder; ``samples``: {input name: (N, *tensor)} of ``model`` (a ``models.LoadedModel``)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -48,7 +48,7 @@ def layer_sensitivity(calibrated: Path, x: np.ndarray, input_name: str, batch: i
     pre = Path(calibrated) / "preprocessed.onnx"
     nodes = [(n.name, n.op_type) for n in onnx.load(str(pre), load_external_data=False).graph.node
              if n.op_type in QUANTIZABLE]
-    ref = _run(pre, x, input_name, batch)
+    ref = _run(pre, samples, model)
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, op in nodes:
@@ -59,6 +59,6 @@ def layer_sensitivity(calibrated: Path, x: np.ndarray, input_name: str, batch: i
                                 nodes_to_quantize=[name],
                                 calibrate_method=getattr(CalibrationMethod, CALIBRATION[method][0]),
                                 calibration_cache_path=str(Path(calibrated) / "ranges.json"))
-            out.append({"node": name, "op_type": op, "sqnr_db": sqnr_db(ref, _run(dst, x, input_name, batch))})
+            out.append({"node": name, "op_type": op, "sqnr_db": sqnr_db(ref, _run(dst, samples, model))})
     out.sort(key=lambda d: d["sqnr_db"])
     return out

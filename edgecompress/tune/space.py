@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -43,7 +43,7 @@ class Space:
         if bad:
             raise UsageError(f"--artifacts {','.join(bad)}: not buildable from a {model.kind} model for profile "
                              f"{profile.name}; valid: {', '.join(possible)}")
-        labelled = data is not None
+        labelled = data is not None and len(model.inputs) == 1     # the passes train single-input models
         kinds = {"torch": PASS_CHOICES, "keras": ["none", "cluster:16"]}
         return cls(artifacts=chosen, keep_max=MAX_KEEP_FLOAT if "int8.onnx" in chosen else 0,
                    passes=kinds.get(model.kind, ["none"]) if passes and labelled else ["none"],
@@ -72,7 +72,7 @@ def _pass_spec(name: str) -> list[dict]:
         return []
     kind, value = name.split(":")
     if kind == "prune":
-        return [{"pass": "prune", "method": "structured", "amount": float(value), "finetune_epochs": FINETUNE_EPOCHS}]
+        return [{"pass": "prune", "method": "structured", "amount": float(value), "epochs": FINETUNE_EPOCHS}]
     return [{"pass": "cluster", "clusters": int(value)}]
 
 
@@ -89,10 +89,14 @@ class Tuner:
         self.out, self.cache, self.say, self.seed = out, cache, say, seed
         self.targets_file, self.trust_new_host = targets_file, trust_new_host
         self.files = Cache(cache_dir or default_cache_dir(out), lambda m: None)
-        self.dataset = data if hasattr(data, "x") else load_data(data, model)
+        self.dataset = data if hasattr(data, "samples") else load_data(data, model)
         self.calib, evalset = self.dataset.split(CALIB_SAMPLES, EVAL_SAMPLES)   # as compress splits it
-        self.held = evalset.subset(np.arange(min(len(evalset), eval_samples)))
-        self.reference = {model.outputs[0].name: np.asarray(model.predict(self.held.x))}   # by output name
+        self.held = evalset.subset(slice(0, min(len(evalset), eval_samples)))
+        self.samples = self.held.samples(model)                               # by input name, any dtype
+        model.fix_shapes(self.samples)
+        self.reference = model.run(self.samples)                              # by output name
+        self.model_block = {"inputs": [asdict(t) for t in model.inputs], "layout": model.layout,
+                            "outputs": [asdict(t) for t in model.outputs], "feedback": {}}
         m = profile.measure.model_dump()
         m.update({k: v for k, v in measure.items() if v is not None})
         self.measure = m
@@ -131,15 +135,19 @@ class Tuner:
 
     def build(self, s: dict):
         from ..exporters import find_capability, get_exporter
+        from ..exporters.execute import run_mapped
         from ..manifest import ArtifactRecord, sha256_file
 
         ctx = self._variant(s.get("pass", "none"))
         spec = self.spec(s)
         cap = find_capability(ctx.model.kind, spec.format, spec.precision)
         built = get_exporter(cap.exporter).export(ctx, spec)
+        # the artifact's tensors mapped to the model's, as compress records them (the device reads them)
+        _, ins, outs, _ = run_mapped(built.path, layout=built.layout, model=self.model, samples=self.samples,
+                                     reference=self.reference)
         return ArtifactRecord(path=str(built.path), format=spec.format, precision=spec.precision,
                               layout=built.layout, size_bytes=built.path.stat().st_size,
-                              sha256=sha256_file(built.path), calibration=built.calibration)
+                              sha256=sha256_file(built.path), calibration=built.calibration, inputs=ins, outputs=outs)
 
     def analyse(self) -> None:
         """Per-layer sensitivity of the static INT8 ONNX artifact (once per model)."""
@@ -150,14 +158,14 @@ class Tuner:
 
         ctx = self._variant("none")
         cal = calibrate(ctx, export_fp32(ctx), "minmax")
-        t = self.model.inputs[0]
-        self.sensitivity = layer_sensitivity(cal, self.held.x[:100], t.name, int(t.shape[0] or 1))
+        self.sensitivity = layer_sensitivity(cal, {k: v[:100] for k, v in self.samples.items()}, self.model)
         self.space.keep_max = min(self.space.keep_max, len(self.sensitivity))
         top = ", ".join(f"{d['node']} ({d['op_type']}) {d['sqnr_db']:.1f} dB" for d in self.sensitivity[:3])
         self.say(f"[{self.target.name}] most quantization-sensitive layers: {top}")
 
     # -- measuring --------------------------------------------------------------------------
     def _bench(self, rec, threads: int, *, quick: bool) -> dict:
+        from ..device.execute import io_spec
         from ..profiles import Measure
         from ..runs import _fidelity
 
@@ -169,7 +177,8 @@ class Tuner:
         if hit is not None:
             hit["cached"] = True
             return hit
-        res = self.session.bench(rec, measure=Measure(**m), inputs=None if quick else self.held.x,
+        inputs = None if quick else {**self.samples, "__io__": io_spec(self.model_block, rec)}
+        res = self.session.bench(rec, measure=Measure(**m), inputs=inputs,
                                  power=self.profile.power, input_layout=self.model.layout)
         d = res.to_dict()
         if res.ok and not quick and res.outputs is not None:
