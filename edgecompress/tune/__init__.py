@@ -17,8 +17,9 @@ are never measured twice. A candidate is dropped early, after a short measuremen
 measured candidate is at least as small, at least as good as the source model, and faster
 than the low end of its latency CI (it is dominated). The search runs all ``trials`` (or
 until ``time_budget_s``) — it does not stop at the first candidate within budget — and is
-stored as an Optuna study in ``tune-studies.db`` beside the results database: the same
-command run again goes on from where a killed one stopped (``trials`` is the study's total).
+stored as an Optuna study with the results (:mod:`edgecompress.tune.store`: in a PostgreSQL
+results database itself, schema ``optuna``; beside a SQLite one): the same command run again
+goes on from where a killed one stopped (``trials`` is the study's total).
 
 The end: the Pareto set (latency x quality x size) and the recommendation — the best by the
 objective among candidates within the quality budget and the device's memory (the same rule
@@ -118,7 +119,7 @@ def tune(model, targets: list, *, targets_file=None, data=None, trials: int = 20
     from ..report.recommend import Budget
     from ..runs import _resolve_targets
     from .space import Space, Tuner
-    from .store import Measurements, study_file
+    from .store import Measurements, study_storage
 
     if trials < 1:
         raise UsageError(f"--trials {trials}: must be >= 1")
@@ -131,9 +132,9 @@ def tune(model, targets: list, *, targets_file=None, data=None, trials: int = 20
     say = progress or (lambda msg: log.info("%s", msg))
     chosen = _resolve_targets(list(targets or []), targets_file)
     loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights, input_shape=input_shape)
-    sfile = study_file(db)
-    cache = Measurements(sfile)
-    result = TuneResult(storage=f"sqlite:///{sfile}", targets={})
+    storage = study_storage(db)
+    cache = Measurements(storage)
+    result = TuneResult(storage=storage.shown, targets={})
     try:
         for item in chosen:                         # runs._resolve_targets: [(Target, DeviceProfile)]
             t, profile = item if isinstance(item, tuple) else (item, None)
@@ -149,7 +150,7 @@ def tune(model, targets: list, *, targets_file=None, data=None, trials: int = 20
                           cache_dir=cache_dir, targets_file=targets_file, measure=measure or {},
                           eval_samples=eval_samples, trust_new_host=trust_new_host, say=say, seed=seed)
             t0 = time.monotonic()
-            res = tuner.run(sfile, trials, time_budget_s)
+            res = tuner.run(storage, trials, time_budget_s)
             res.seconds = time.monotonic() - t0
             if apply and res.recommended:
                 res.applied = str(tuner.apply(res.recommended, Path(apply)))

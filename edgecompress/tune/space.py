@@ -95,6 +95,7 @@ class Tuner:
         self.samples = self.held.samples(model)                               # by input name, any dtype
         model.fix_shapes(self.samples)
         self.reference = model.run(self.samples)                              # by output name
+        self.held_key = _digest(self.samples, self.held.y)    # a cached fidelity is for these samples only
         self.model_block = {"inputs": [asdict(t) for t in model.inputs], "layout": model.layout,
                             "outputs": [asdict(t) for t in model.outputs], "feedback": {}}
         m = profile.measure.model_dump()
@@ -164,18 +165,29 @@ class Tuner:
         self.say(f"[{self.target.name}] most quantization-sensitive layers: {top}")
 
     # -- measuring --------------------------------------------------------------------------
+    def _key(self, threads: int) -> str:
+        m = self.measure
+        return self.cache.key(threads, {**{k: m[k] for k in ("runs", "warmup", "min_seconds")},
+                                        "held_out": self.held_key})
+
+    def _cached(self, rec, threads: int) -> Optional[dict]:
+        """The full measurement of these bytes on this target with these settings, if one was made."""
+        hit = self.cache.get(self.target.name, rec.sha256, self._key(threads))
+        if hit is not None:
+            hit["cached"] = True
+        return hit
+
     def _bench(self, rec, threads: int, *, quick: bool) -> dict:
         from ..device.execute import io_spec
         from ..profiles import Measure
         from ..runs import _fidelity
 
         m = dict(self.measure, threads=threads)
-        if quick:
+        if quick:              # a short look, for dropping dominated candidates; never cached
             m.update(runs=max(10, int(m["runs"]) // 3), min_seconds=0.0)
-        key = self.cache.key(threads, {k: m[k] for k in ("runs", "warmup", "min_seconds")})
-        hit = self.cache.get(self.target.name, rec.sha256, key)
+        key = self._key(threads)
+        hit = None if quick else self._cached(rec, threads)
         if hit is not None:
-            hit["cached"] = True
             return hit
         inputs = None if quick else {**self.samples, "__io__": io_spec(self.model_block, rec)}
         res = self.session.bench(rec, measure=Measure(**m), inputs=inputs,
@@ -186,7 +198,7 @@ class Tuner:
                 d["fidelity"] = _fidelity(res.outputs, self.reference, self.held.y)
             except Exception as e:  # noqa: BLE001 - kept as a failed candidate
                 d["status"], d["error"] = "failed", f"fidelity: {type(e).__name__}: {e}"
-        if d.get("status") == "ok":
+        if d.get("status") == "ok" and not quick:
             self.cache.put(self.target.name, rec.sha256, key, d)
         self.measured += 0 if quick else 1
         d["cached"] = False
@@ -235,8 +247,8 @@ class Tuner:
         trial.set_user_attr("sha256", rec.sha256)
         trial.set_user_attr("size_bytes", rec.size_bytes)
         trial.set_user_attr("path", rec.path)
-        quick = self._bench(rec, s["threads"], quick=True)
-        if quick.get("status") == "ok" and not quick.get("cached"):
+        quick = None if self._cached(rec, s["threads"]) else self._bench(rec, s["threads"], quick=True)
+        if quick is not None and quick.get("status") == "ok":
             by = self._dominated(trial.study, quick, rec.size_bytes)
             if by is not None:
                 trial.set_user_attr("status", "dropped")
@@ -274,7 +286,8 @@ class Tuner:
             seeds += [dict(base, keep_float=k) for k in range(1, min(2, self.space.keep_max) + 1)]
         return seeds
 
-    def run(self, sfile: Path, trials: int, time_budget_s: Optional[float]) -> TargetTune:
+    def run(self, storage, trials: int, time_budget_s: Optional[float]) -> TargetTune:
+        """``storage``: a :class:`edgecompress.tune.store.StudyStorage`."""
         import optuna
 
         from ..deploy import DeviceSession
@@ -284,8 +297,7 @@ class Tuner:
         self.analyse()
         name = study_name(self.model.sha256, self.target.name, {**self.space.key(), "measure": self.measure,
                                                                "seed": self.seed})
-        storage = optuna.storages.RDBStorage(f"sqlite:///{sfile}", engine_kwargs={"connect_args": {"timeout": 30}})
-        study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+        study = optuna.create_study(study_name=name, storage=storage.optuna(), load_if_exists=True,
                                     directions=["minimize", "maximize", "minimize"],
                                     sampler=optuna.samplers.TPESampler(seed=self.seed,
                                                                        n_startup_trials=max(10, trials // 2)))
@@ -370,6 +382,19 @@ class Tuner:
         (dst / "profile.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
         (dst / "tuned.json").write_text(json.dumps(c.to_dict(), indent=2, default=str))
         return dst
+
+
+def _digest(samples: dict, labels) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(samples):
+        a = np.ascontiguousarray(samples[name])
+        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    if labels is not None:
+        h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _dominates(a: Candidate, b: Candidate) -> bool:

@@ -1,37 +1,74 @@
-"""Where a tune study lives: Optuna's RDB storage in its own SQLite file beside the results
-database (``tune-studies.db``), plus a table of measurements keyed by artifact hash.
+"""Where a tune study lives, and the measurements it has made (keyed by artifact hash).
+
+* A PostgreSQL results store (a team's): the study is in **the same database**, in the schema
+  ``optuna`` (Optuna's RDB storage keeps its own Alembic version table, so it gets a schema of
+  its own rather than sharing the results tables' namespace); the measurements are the table
+  ``optuna.tune_measurements``. Every member's ``tune`` against that database sees the same
+  studies and never measures the same bytes twice.
+* A SQLite results file (one namespace per file): the study and the measurements are in
+  ``tune-studies.db`` beside it.
 
 A study is named after the model's sha256, the target and the search space, so the same
 command run again (after a kill) loads it and goes on (``load_if_exists``). A measurement is
-keyed by (target, artifact sha256, threads, measure settings): a candidate that builds the
-same bytes as an earlier one is never measured twice.
+keyed by (target, artifact sha256, threads, measure settings).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS tune_measurements (
-  target TEXT NOT NULL, sha256 TEXT NOT NULL, settings_key TEXT NOT NULL, created_at REAL NOT NULL,
-  result_json TEXT NOT NULL, PRIMARY KEY (target, sha256, settings_key))"""
+SCHEMA = "optuna"            # the PostgreSQL schema of the studies and measurements
+
+
+@dataclass
+class StudyStorage:
+    url: str                               # the SQLAlchemy URL Optuna and the measurements connect with
+    shown: str                             # the same without a password: what is printed and reported
+    schema: Optional[str] = None           # PostgreSQL: the schema it lives in
+    engine_kwargs: dict = field(default_factory=dict)
+
+    def optuna(self):
+        import optuna
+
+        if self.schema:
+            _create_schema(self.url, self.schema)
+        return optuna.storages.RDBStorage(self.url, engine_kwargs=self.engine_kwargs)
+
+
+def study_storage(db=None) -> StudyStorage:
+    """The study storage for the results database ``db`` (a path or URL; see the module doc)."""
+    from ..results.urls import default_db_path, masked, resolve
+
+    url, _shown, path = resolve(db)
+    if path is None:                                                      # PostgreSQL
+        real = url.render_as_string(hide_password=False)
+        return StudyStorage(real, f"{masked(url)} (schema {SCHEMA})", SCHEMA,
+                            {"connect_args": {"options": f"-csearch_path={SCHEMA}"}, "pool_pre_ping": True})
+    base = path.parent if path is not None else default_db_path().parent
+    base.mkdir(parents=True, exist_ok=True)
+    file = base / "tune-studies.db"
+    return StudyStorage(f"sqlite:///{file}", f"sqlite:///{file}", None, {"connect_args": {"timeout": 30}})
 
 
 def study_file(db=None) -> Path:
-    """``tune-studies.db`` beside the results database (a SQLite file), else under the user data folder."""
-    from ..results.urls import default_db_path, resolve
+    """``tune-studies.db`` beside a SQLite results database."""
+    return Path(study_storage(db).url.removeprefix("sqlite:///"))
 
+
+def _create_schema(url: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
     try:
-        _url, _shown, path = resolve(db)
-    except Exception:  # noqa: BLE001 - an odd URL: keep studies in the default place
-        path = None
-    base = path.parent if path is not None else default_db_path().parent
-    base.mkdir(parents=True, exist_ok=True)
-    return base / "tune-studies.db"
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
 
 
 def study_name(model_sha: str, target: str, space: dict) -> str:
@@ -40,32 +77,47 @@ def study_name(model_sha: str, target: str, space: dict) -> str:
 
 
 class Measurements:
-    """The measurement cache (one table in the study file)."""
+    """The measurement cache: one table beside the studies (SQLAlchemy Core, SQLite or PostgreSQL)."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+    def __init__(self, storage: StudyStorage | Path | str):
+        from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine
+
+        if not isinstance(storage, StudyStorage):
+            storage = StudyStorage(f"sqlite:///{storage}", f"sqlite:///{storage}", None,
+                                   {"connect_args": {"timeout": 30}})
+        if storage.schema:
+            _create_schema(storage.url, storage.schema)
+        self.table = Table("tune_measurements", MetaData(schema=storage.schema),
+                           Column("target", String(200), primary_key=True),
+                           Column("sha256", String(64), primary_key=True),
+                           Column("settings_key", String(500), primary_key=True),
+                           Column("created_at", Float, nullable=False),
+                           Column("result_json", Text, nullable=False))
+        self.engine = create_engine(storage.url, **storage.engine_kwargs)
+        self.table.metadata.create_all(self.engine)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
-            self._db.commit()
 
     @staticmethod
     def key(threads: int, measure: dict) -> str:
         return json.dumps({"threads": threads, **measure}, sort_keys=True)
 
+    def _where(self, target: str, sha: str, key: str):
+        t = self.table.c
+        return (t.target == target) & (t.sha256 == sha) & (t.settings_key == key)
+
     def get(self, target: str, sha: str, key: str) -> Optional[dict]:
-        with self._lock:
-            row = self._db.execute("SELECT result_json FROM tune_measurements WHERE target=? AND sha256=? AND "
-                                   "settings_key=?", (target, sha, key)).fetchone()
+        from sqlalchemy import select
+
+        with self._lock, self.engine.connect() as conn:
+            row = conn.execute(select(self.table.c.result_json).where(self._where(target, sha, key))).first()
         return json.loads(row[0]) if row else None
 
     def put(self, target: str, sha: str, key: str, result: dict) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO tune_measurements VALUES (?,?,?,?,?)",
-                             (target, sha, key, time.time(), json.dumps(result, default=str)))
-            self._db.commit()
+        with self._lock, self.engine.begin() as conn:          # replace, in one transaction
+            conn.execute(self.table.delete().where(self._where(target, sha, key)))
+            conn.execute(self.table.insert().values(target=target, sha256=sha, settings_key=key,
+                                                    created_at=time.time(),
+                                                    result_json=json.dumps(result, default=str)))
 
     def close(self) -> None:
-        self._db.close()
+        self.engine.dispose()

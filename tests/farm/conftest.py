@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import importlib.util
-import itertools
 from pathlib import Path
 
 import pytest
 
-from services import Postgres, Redis, why_not_postgres, why_not_redis
-
-_dbs = itertools.count(1)
-
+from services import Redis, why_not_redis
 
 def _report_fixtures():
     """tests/report/conftest.py (real measured results and a run writer), shared here."""
@@ -23,23 +19,6 @@ def _report_fixtures():
 
 _rf = _report_fixtures()
 measured, store_run = _rf.measured, _rf.store_run
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    reason = why_not_postgres()
-    if reason:
-        pytest.skip(reason)
-    pg = Postgres().start()
-    yield pg
-    pg.destroy()
-
-
-@pytest.fixture
-def pg_url(postgres, request):
-    """A fresh, empty database on the session's server -> its URL (postgresql://postgres@127.0.0.1:PORT/NAME)."""
-    return postgres.createdb(f"t{next(_dbs)}_{request.node.name[:40].lower().replace('[', '_').strip(']')}"
-                             .replace("-", "_"))
 
 
 @pytest.fixture(scope="session")
