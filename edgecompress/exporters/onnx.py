@@ -144,12 +144,41 @@ def _torch_to_onnx(m, path: Path) -> None:
 
 
 def _keras_to_onnx(m, path: Path) -> None:
+    """Keras 3 ``model.export(format="onnx")`` (tf2onnx) with the inputs by name in the model's own
+    structure (one tensor, a list, or a dict); the graph's outputs then take the model's output names
+    (tf2onnx calls them ``Identity:0``, ... in the order of the model's outputs) and the inputs' and
+    outputs' dynamic leading dims are called ``batch``."""
+    import onnx
     import tensorflow as tf
 
-    sig = [tf.TensorSpec([None if not isinstance(d, int) else d for d in t.shape], getattr(tf, t.dtype), name=t.name)
-           for t in m.inputs]
+    specs = {t.name: tf.TensorSpec([d if isinstance(d, int) else None for d in t.shape], getattr(tf, t.dtype),
+                                   name=t.name) for t in m.inputs}
+    struct = getattr(m.obj, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        sig = [{k: specs[v.name] for k, v in struct.items()}]
+    elif len(specs) > 1:
+        sig = [list(specs.values())]
+    else:
+        sig = list(specs.values())
     with _quiet("tensorflow", "tf2onnx"):
         m.obj.export(str(path), format="onnx", input_signature=sig, verbose=False)
+    model = onnx.load(str(path))
+    graph_outs = list(model.graph.output)
+    if len(graph_outs) != len(m.outputs):
+        raise ExportError(f"the ONNX export has {len(graph_outs)} outputs, the Keras model {len(m.outputs)}")
+    rename = {o.name: t.name for o, t in zip(graph_outs, m.outputs)}
+    for node in model.graph.node:
+        node.output[:] = [rename.get(x, x) for x in node.output]
+        node.input[:] = [rename.get(x, x) for x in node.input]
+    for o in graph_outs:
+        o.name = rename[o.name]
+    batch = {v.type.tensor_type.shape.dim[0].dim_param for v in [*model.graph.input, *graph_outs]
+             if v.type.tensor_type.shape.dim and v.type.tensor_type.shape.dim[0].dim_param}
+    for v in [*model.graph.input, *graph_outs, *model.graph.value_info]:
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param in batch:
+                d.dim_param = "batch"
+    onnx.save(model, str(path))
 
 
 QDQ_MIN_OPSET = 13

@@ -7,8 +7,10 @@
   samples by input name in their own dtypes. The run is cached as a whole. Every dim fixed
   (batch 1, ``-ois``); 4-D float image inputs become NHWC, other inputs keep their shape.
   onnx2tf is never asked to calibrate, so it never tries to download its sample file.
-* ``keras-tflite`` (Keras sources): ``tf.lite.TFLiteConverter.from_keras_model`` per precision;
-  full INT8 uses the calibration samples as representative dataset and int8 input/output.
+* ``keras-tflite`` (Keras sources): a SavedModel whose signature takes the inputs and gives the
+  outputs by the model's names, then ``tf.lite.TFLiteConverter.from_saved_model`` per precision
+  (``from_keras_model`` for tf_keras models); full INT8 calibrates on the samples by input name
+  (in their own dtypes) and makes float inputs and outputs int8.
 """
 from __future__ import annotations
 
@@ -150,46 +152,85 @@ class KerasTfliteExporter(Exporter):
     name = "keras-tflite"
 
     def export(self, ctx: ExportContext, spec) -> Built:
+        m = ctx.model
         tools = tool_versions("tensorflow", "keras")
-        parts = {**ctx.model_key(), "tools": tools, "precision": spec.precision}
+        parts = {**ctx.model_key(), "tools": tools, "precision": spec.precision, "opts": {"signature": "by name"}}
         if spec.precision == "int8":
             parts["data"] = ctx.calib_key()
         name = f"model.{spec.precision}.tflite"
         folder = ctx.cache.step(f"keras-tflite-{spec.precision}", parts,
                                 lambda d: (d / name).write_bytes(keras_to_tflite(ctx, spec.precision)))
-        return Built(folder / name, ctx.model.layout, tools, "minmax (TFLiteConverter)" if spec.precision == "int8" else None)
+        built = Built(folder / name, m.layout, tools, "minmax (TFLiteConverter)" if spec.precision == "int8" else None)
+        dynamic = [f"{t.name} {t.shape}" for t in m.inputs if any(not isinstance(d, int) for d in t.shape)]
+        if dynamic:
+            built.notes.append("TFLite batch 1 (one sample a call): " + ", ".join(dynamic))
+        ints = [t.name for t in m.inputs if not t.dtype.startswith("float")]
+        if ints and spec.precision in ("int8", "dynamic"):
+            built.notes.append(f"integer input(s) {', '.join(ints)} are not quantized")
+        return built
 
 
 def keras_to_tflite(ctx: ExportContext, precision: str) -> bytes:
+    """One TFLite file of the Keras model; its signature carries the model's input and output names."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(ctx.model.obj)
-    if precision != "fp32":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if precision == "fp16":
-        conv.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        x = ctx.calib_x()
+    m = ctx.model
+    with tempfile.TemporaryDirectory(prefix="edgecompress-keras-") as work:
+        saved = keras_saved_model(m, Path(work) / "saved")
+        conv = (tf.lite.TFLiteConverter.from_saved_model(str(saved)) if saved is not None
+                else tf.lite.TFLiteConverter.from_keras_model(m.obj))
+        if precision != "fp32":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if precision == "fp16":
+            conv.target_spec.supported_types = [tf.float16]
+        elif precision == "int8":
+            samples = ctx.calib_samples()
+            names = [t.name for t in m.inputs]
+            n = max(len(v) for v in samples.values())
 
-        def representative():
-            for i in range(len(x)):
-                yield [x[i:i + 1]]
+            def representative():      # by signature input name (a list goes by the converter's own order)
+                for i in range(n):
+                    yield {k: samples[k][i if len(samples[k]) > 1 else 0] for k in names}
 
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        samples = ctx.calib_samples()
-        names = [t.name for t in ctx.model.inputs]
-        n = max(len(v) for v in samples.values())
+            conv.representative_dataset = representative
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8       # float inputs and outputs; integer inputs stay as they are
+            conv.inference_output_type = tf.int8
+        try:
+            with _quiet("tensorflow"):
+                return conv.convert()
+        except Exception as e:
+            raise ExportError(f"TFLiteConverter ({precision}) failed: {type(e).__name__}: {str(e)[:500]}") from e
 
-        def representative():      # noqa: F811 - every input, by the model's order, its own dtype
-            for i in range(n):
-                yield [samples[k][i if len(samples[k]) > 1 else 0] for k in names]
 
-        conv.representative_dataset = representative
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    try:
-        with _quiet("tensorflow"):
-            return conv.convert()
-    except Exception as e:
-        raise ExportError(f"TFLiteConverter ({precision}) failed: {type(e).__name__}: {str(e)[:500]}") from e
+def keras_saved_model(m, folder: Path):
+    """A SavedModel of a Keras 3 model whose serving signature takes the inputs by their names and
+    gives ``{output name: tensor}`` (so every TFLite file names its tensors as the model does);
+    None for a tf_keras model (the converter's own from_keras_model path)."""
+    import keras
+    import tensorflow as tf
+
+    model = m.obj
+    if not isinstance(model, keras.Model):
+        return None
+    specs = [tf.TensorSpec([d if isinstance(d, int) else None for d in t.shape], getattr(tf, t.dtype), name=t.name)
+             for t in m.inputs]
+    out_names = [t.name for t in m.outputs]
+    struct = getattr(model, "_inputs_struct", None)
+
+    def serve(*xs):
+        feed = dict(zip((t.name for t in m.inputs), xs))
+        if isinstance(struct, dict):
+            args = {k: feed[v.name] for k, v in struct.items()}
+        else:
+            args = list(xs) if len(xs) > 1 else xs[0]
+        out = model(args, training=False)
+        outs = [out[k] for k in out] if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
+        return dict(zip(out_names, outs))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    with _quiet("tensorflow"):
+        archive.add_endpoint("serve", serve, specs)
+        archive.write_out(str(folder), verbose=False)
+    return folder
