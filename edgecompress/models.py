@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import ModelError
 from .manifest import TensorSpec, sha256_file
+from .quiet import import_quietly
 
 KINDS = ("torch", "onnx", "keras")
 VALID_SPECS = ("file.onnx, file.keras, file.h5, a SavedModel folder, file.pt (TorchScript), "
@@ -294,8 +295,7 @@ def _keras_specs(model):
 
 def _load_keras(path: Path, shapes) -> LoadedModel:
     try:
-        import keras
-
+        keras = import_quietly("keras")       # TensorFlow's start-up lines (edgecompress.quiet)
         model = keras.models.load_model(str(path), compile=False)
     except Exception as e:
         raise ModelError(f"{path}: cannot load as a Keras model ({type(e).__name__}: {str(e)[:300]})") from e
@@ -315,7 +315,7 @@ def _load_keras(path: Path, shapes) -> LoadedModel:
 def _load_saved_model(path: Path, shapes) -> LoadedModel:
     """A TensorFlow SavedModel folder, wrapped as a Keras model around its serving signature."""
     try:
-        import keras
+        keras = import_quietly("keras")
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(path))

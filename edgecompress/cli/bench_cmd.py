@@ -41,6 +41,9 @@ def _num(v, fmt="{:.3f}"):
 
 def _bench(args) -> int:
     from ..deploy import benchmark
+    from .compress_cmd import quiet_frameworks
+
+    quiet_frameworks(args)
 
     if getattr(args, "farm", None):
         import functools

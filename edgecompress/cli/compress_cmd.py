@@ -67,13 +67,10 @@ def quality_flags(args, budget_flags: bool = False) -> dict:
 
 
 def quiet_frameworks(args) -> None:
-    """TensorFlow / CUDA start-up noise off unless -v (C++ logs, the CUDA probe, oneDNN notes)."""
-    if not getattr(args, "verbose", False):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    """TensorFlow / CUDA / LiteRT start-up noise off unless -v (:mod:`edgecompress.quiet`)."""
+    from ..quiet import quiet_frameworks as quiet
+
+    quiet(getattr(args, "verbose", False))
 
 
 def add_pass_arguments(p) -> None:

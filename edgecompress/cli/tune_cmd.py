@@ -6,7 +6,6 @@ got a recommendation, 1 when one got none (nothing within budget), 2 on bad inpu
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from .common import add_budget_args, add_targets_file_arg, budget_kwargs, print_json, table
@@ -48,9 +47,9 @@ def add(sub) -> None:
 def _tune(args) -> int:
     from ..models import parse_shapes
     from ..tune import tune
-    from .compress_cmd import _stdout_to_stderr
+    from .compress_cmd import _stdout_to_stderr, quiet_frameworks
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_frameworks(args)
     with _stdout_to_stderr():
         res = tune(args.model, args.target_names or ["local"], targets_file=args.targets_file, data=args.data,
                    trials=args.trials, time_budget_s=args.time_budget,

@@ -31,7 +31,10 @@ class ArtifactRunner:
         self.path = Path(path)
         if self.path.suffix not in (".onnx", ".tflite"):
             raise ValueError(f"{path}: unknown artifact type (expected .onnx or .tflite)")
-        self.model, _ = runtimes.load(str(self.path), threads, layout)
+        from ..quiet import native_stderr
+
+        with native_stderr():          # LiteRT's "Created TensorFlow Lite XNNPACK delegate" (edgecompress.quiet)
+            self.model, _ = runtimes.load(str(self.path), threads, layout)
         for name, dims in (shapes or {}).items():
             if any(t.name == name for t in self.model.inputs):
                 self.model.set_shape(name, dims)

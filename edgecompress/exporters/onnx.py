@@ -107,14 +107,17 @@ def shorten_names(model):
 
 @contextlib.contextmanager
 def _quiet(*loggers: str):
-    """Silence converters' chatter (stdout, warnings, INFO/WARNING logs); errors still raise."""
+    """Silence converters' chatter (stdout, warnings, INFO/WARNING logs, their native stderr noise:
+    edgecompress.quiet); errors still raise."""
     import warnings
+
+    from ..quiet import native_stderr
 
     saved = [(lg, lg.level) for lg in map(logging.getLogger, ("", *loggers))]
     for lg, _ in saved:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), native_stderr():
             warnings.simplefilter("ignore")
             yield
     finally:
