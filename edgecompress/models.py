@@ -111,8 +111,7 @@ class LoadedModel:
                                                      providers=["CPUExecutionProvider"])
             return dict(zip([o.name for o in self._session.get_outputs()],
                             self._session.run(None, {n: feeds[n] for n in names})))
-        xs = [feeds[n] for n in names]
-        out = self.obj(xs if len(xs) > 1 else xs[0], training=False)
+        out = self.obj(keras_args(self.obj, feeds, names), training=False)
         if isinstance(out, dict):
             return {k: np.asarray(v) for k, v in out.items()}
         return self._named([np.asarray(o) for o in _as_list(out)])
@@ -282,15 +281,37 @@ def onnx_spec(vi) -> TensorSpec:
 # --- Keras ----------------------------------------------------------------------------------------
 
 def _keras_specs(model):
+    """Inputs and outputs by the names the model's call takes and gives: the keys where its inputs or
+    outputs are a dict, else the input tensors' names and ``output_names``."""
     def dtype(t):
         return str(getattr(t.dtype, "name", t.dtype))
 
-    ins = [TensorSpec(str(getattr(t, "name", None) or f"input_{k}").split(":")[0],
-                      [None if s is None else int(s) for s in t.shape], dtype(t)) for k, t in enumerate(model.inputs)]
-    names = list(getattr(model, "output_names", None) or [])
-    outs = [TensorSpec(names[k] if k < len(names) else str(getattr(t, "name", f"output_{k}")).split(":")[0],
-                       [None if s is None else int(s) for s in t.shape], dtype(t)) for k, t in enumerate(model.outputs)]
+    def named(struct, tensors, names):
+        if isinstance(struct, dict):
+            by_id = {id(v): k for k, v in struct.items()}
+            names = [by_id.get(id(t), n) for t, n in zip(tensors, names)]
+        return names
+
+    in_names = named(getattr(model, "_inputs_struct", None), model.inputs,
+                     [str(getattr(t, "name", None) or f"input_{k}").split(":")[0] for k, t in enumerate(model.inputs)])
+    out_names = list(getattr(model, "output_names", None) or [])
+    out_names = named(getattr(model, "_outputs_struct", None), model.outputs,
+                      [out_names[k] if k < len(out_names) else str(getattr(t, "name", f"output_{k}")).split(":")[0]
+                       for k, t in enumerate(model.outputs)])
+    ins = [TensorSpec(n, [None if s is None else int(s) for s in t.shape], dtype(t)) for n, t in zip(in_names,
+                                                                                                   model.inputs)]
+    outs = [TensorSpec(n, [None if s is None else int(s) for s in t.shape], dtype(t)) for n, t in zip(out_names,
+                                                                                                    model.outputs)]
     return ins, outs
+
+
+def keras_args(model, feeds: dict, names: list):
+    """What a Keras model's call takes for ``feeds`` {input name: tensor}: a dict where its inputs are
+    a dict, else a list (one tensor for a single input)."""
+    if isinstance(getattr(model, "_inputs_struct", None), dict):
+        return {n: feeds[n] for n in names}
+    xs = [feeds[n] for n in names]
+    return xs if len(xs) > 1 else xs[0]
 
 
 def _load_keras(path: Path, shapes) -> LoadedModel:

@@ -252,3 +252,42 @@ def test_compress_keras_in_a_fresh_process_prints_no_framework_noise(env, tmp_pa
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert [a["status"] for a in json.loads(verbose.stdout)["artifacts"]] == ["ok", "ok"]
     assert "[noise] fp32.onnx" in verbose.stderr
+
+
+def test_dict_inputs_and_outputs_keep_their_keys(tmp_path):
+    """A model called with a dict and giving a dict: every artifact names its tensors by those keys
+    (Keras's own ``output_names`` are the layers' names there)."""
+    import keras
+
+    image, parity, y, ink = _digits()
+    keras.utils.set_random_seed(1)
+    pixels = keras.Input((64,), name="pixels")
+    odd = keras.Input((1,), dtype="int32", name="odd")
+    z = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()(
+        [pixels, keras.layers.Flatten()(keras.layers.Embedding(2, 4)(odd))]))
+    model = keras.Model({"pixels": pixels, "odd": odd},
+                        {"digit": keras.layers.Dense(10)(z), "ink": keras.layers.Rescaling(100.0)(keras.layers.Dense(1)(z))})
+    model.compile(keras.optimizers.Adam(0.01), loss_weights={"digit": 1.0, "ink": 1e-3},
+                  loss={"digit": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "ink": "mse"})
+    flat = image.reshape(len(image), 64)
+    model.fit({"pixels": flat[:TRAIN], "odd": parity[:TRAIN].astype(np.int32)}, {"digit": y[:TRAIN], "ink": ink[:TRAIN]},
+              epochs=15, batch_size=64, verbose=0)
+    assert set(model.output_names) != {"digit", "ink"}          # what the keys fix
+    path, data = tmp_path / "dict.keras", tmp_path / "dict.npz"
+    model.save(path)
+    np.savez(data, pixels=flat[TRAIN:], odd=parity[TRAIN:].astype(np.int32), y=y[TRAIN:])
+    profile = write_profile(tmp_path / "dict.yaml", "dict", [("onnx", "fp32"), ("tflite", "int8")],
+                            runtimes=["onnxruntime", "tflite"])
+    rc, out, err = cli("compress", path, "-p", profile, "--data", data, "--out", tmp_path / "out", "--json")
+    assert rc == 0, err[-3000:]
+    doc = json.loads(out)
+    assert sorted(t["name"] for t in doc["model"]["outputs"]) == ["digit", "ink"]
+    for a in doc["artifacts"]:
+        assert a["status"] == "ok", a["error"]
+        assert sorted(t["name"] for t in a["outputs"]) == ["digit", "ink"]            # the file's own names
+        assert sorted(t["name"] for t in a["inputs"]) == ["odd", "pixels"]
+        fid = {o["name"]: o for o in a["fidelity"]["outputs"]}
+        floor = 0.9999 if a["precision"] == "fp32" else 0.995
+        assert fid["digit"]["cosine"] > floor and fid["ink"]["cosine"] > floor, fid
+        assert fid["digit"]["reference_accuracy"] >= 0.9
+        assert abs(fid["digit"]["accuracy"] - fid["digit"]["reference_accuracy"]) <= 0.02

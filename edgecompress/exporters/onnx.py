@@ -156,9 +156,8 @@ def _keras_to_onnx(m, path: Path) -> None:
 
     specs = {t.name: tf.TensorSpec([d if isinstance(d, int) else None for d in t.shape], getattr(tf, t.dtype),
                                    name=t.name) for t in m.inputs}
-    struct = getattr(m.obj, "_inputs_struct", None)
-    if isinstance(struct, dict):
-        sig = [{k: specs[v.name] for k, v in struct.items()}]
+    if isinstance(getattr(m.obj, "_inputs_struct", None), dict):     # named by its keys (models._keras_specs)
+        sig = [specs]
     elif len(specs) > 1:
         sig = [list(specs.values())]
     else:

@@ -215,18 +215,15 @@ def keras_saved_model(m, folder: Path):
         return None
     specs = [tf.TensorSpec([d if isinstance(d, int) else None for d in t.shape], getattr(tf, t.dtype), name=t.name)
              for t in m.inputs]
-    out_names = [t.name for t in m.outputs]
-    struct = getattr(model, "_inputs_struct", None)
+    from ..models import keras_args
+
+    in_names, out_names = [t.name for t in m.inputs], [t.name for t in m.outputs]
 
     def serve(*xs):
-        feed = dict(zip((t.name for t in m.inputs), xs))
-        if isinstance(struct, dict):
-            args = {k: feed[v.name] for k, v in struct.items()}
-        else:
-            args = list(xs) if len(xs) > 1 else xs[0]
-        out = model(args, training=False)
-        outs = [out[k] for k in out] if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
-        return dict(zip(out_names, outs))
+        out = model(keras_args(model, dict(zip(in_names, xs)), in_names), training=False)
+        if isinstance(out, dict):           # a dict model's outputs are named by its keys (models._keras_specs)
+            return {n: out[n] for n in out_names}
+        return dict(zip(out_names, list(out) if isinstance(out, (list, tuple)) else [out]))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
