@@ -340,15 +340,24 @@ def _load_saved_model(path: Path, shapes) -> LoadedModel:
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(path))
-        sig = loaded.signatures["serving_default"]
-        (spec,) = sig.structured_input_signature[1].values()
-        shape = [None if s is None else int(s) for s in spec.shape]
-        inp = keras.Input(shape=shape[1:], name=spec.name or "x")
-        out = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")(inp)
-        model = keras.Model(inp, _first(out))
+        specs = loaded.signatures["serving_default"].structured_input_signature[1]
+        if len(specs) == 1:
+            (spec,) = specs.values()
+            shape = [None if s is None else int(s) for s in spec.shape]
+            inp = keras.Input(shape=shape[1:], name=spec.name or "x")
+            out = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")(inp)
+            model = keras.Model(inp, _first(out))
+        else:                # by the signature's names, in and out (a dict model: models._keras_specs)
+            class Signature(keras.layers.TFSMLayer):
+                def call(self, inputs, training=False, **kwargs):
+                    return self.call_endpoint_fn(**inputs)
+
+            inputs = {name: keras.Input(shape=[None if s is None else int(s) for s in spec.shape][1:],
+                                        dtype=spec.dtype.name, name=name) for name, spec in specs.items()}
+            model = keras.Model(inputs, Signature(str(path), call_endpoint="serving_default")(inputs))
     except Exception as e:
-        raise ModelError(f"{path}: cannot load as a SavedModel with a single-input 'serving_default' "
-                         f"signature ({type(e).__name__}: {str(e)[:300]})") from e
+        raise ModelError(f"{path}: cannot load as a SavedModel with a 'serving_default' signature "
+                         f"({type(e).__name__}: {str(e)[:300]})") from e
     ins, outs = _keras_specs(model)
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):

@@ -291,3 +291,25 @@ def test_dict_inputs_and_outputs_keep_their_keys(tmp_path):
         assert fid["digit"]["cosine"] > floor and fid["ink"]["cosine"] > floor, fid
         assert fid["digit"]["reference_accuracy"] >= 0.9
         assert abs(fid["digit"]["accuracy"] - fid["digit"]["reference_accuracy"]) <= 0.02
+
+
+def test_saved_model_folder_with_two_inputs(env, tmp_path):
+    """The same model as a TensorFlow SavedModel folder: inputs and outputs by its signature's names."""
+    saved = tmp_path / "saved"
+    env["keras"].export(str(saved), verbose=False)
+    profile = write_profile(tmp_path / "sm.yaml", "sm", [("onnx", "fp32"), ("tflite", "int8")],
+                            runtimes=["onnxruntime", "tflite"])
+    rc, out, err = cli("compress", saved, "-p", profile, "--data", env["data"], "--out", tmp_path / "out", "--json")
+    assert rc == 0, err[-3000:]
+    doc = json.loads(out)
+    assert [(t["name"], t["dtype"]) for t in doc["model"]["inputs"]] == [("image", "float32"), ("parity", "int64")]
+    names = [t["name"] for t in doc["model"]["outputs"]]
+    assert names == ["output_0", "output_1"]                    # Keras's export names them so
+    for a in doc["artifacts"]:
+        assert a["status"] == "ok", a["error"]
+        fid = {o["name"]: o for o in a["fidelity"]["outputs"]}
+        floor = {"output_0": 0.9999, "output_1": 0.9999} if a["precision"] == "fp32" else \
+            {"output_0": INT8_MIN_COSINE["logits"], "output_1": INT8_MIN_COSINE["ink"]}
+        assert all(fid[n]["cosine"] > floor[n] for n in names), fid
+        assert {t["model_name"] for t in a["inputs"]} == {"image", "parity"}
+        assert next(t for t in a["inputs"] if t["model_name"] == "parity")["dtype"] in ("int32", "int64")

@@ -210,13 +210,13 @@ def keras_saved_model(m, folder: Path):
     import keras
     import tensorflow as tf
 
+    from ..models import keras_args
+
     model = m.obj
     if not isinstance(model, keras.Model):
         return None
     specs = [tf.TensorSpec([d if isinstance(d, int) else None for d in t.shape], getattr(tf, t.dtype), name=t.name)
              for t in m.inputs]
-    from ..models import keras_args
-
     in_names, out_names = [t.name for t in m.inputs], [t.name for t in m.outputs]
 
     def serve(*xs):
