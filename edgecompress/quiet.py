@@ -57,24 +57,28 @@ def native_stderr():
     """Inside: file descriptor 2 goes to a temporary file; at the end, its lines that are not
     :data:`NOISE` are written to ``sys.stderr``. Nested and concurrent blocks share one capture
     (the last to leave restores fd 2). A no-op unless :func:`quiet_frameworks` was called."""
-    if not _state["quiet"]:
+    if not _state["quiet"] or not _enter():
         yield
         return
-    _enter()
     try:
         yield
     finally:
         _leave()
 
 
-def _enter() -> None:
+def _enter() -> bool:
     with _lock:
         if _state["depth"] == 0:
             _flush()
+            try:
+                saved = os.dup(2)
+            except OSError:              # no stderr to filter (closed)
+                return False
             f = tempfile.TemporaryFile()
-            _state["saved"], _state["file"] = os.dup(2), f
+            _state["saved"], _state["file"] = saved, f
             os.dup2(f.fileno(), 2)
         _state["depth"] += 1
+        return True
 
 
 def _leave() -> None:
