@@ -121,9 +121,11 @@ def run_onnx2tf(ctx: ExportContext, fp32: Path, dest: Path) -> None:
 
 def _dynamic_dims(path: Path) -> dict:
     from ..device.runtimes import TFLiteModel
+    from ..quiet import native_stderr
 
     try:
-        m = TFLiteModel(str(path), 1)
+        with native_stderr():          # LiteRT's XNNPACK line (edgecompress.quiet)
+            m = TFLiteModel(str(path), 1)
     except Exception:  # noqa: BLE001 - only for the note
         return {}
     return {t.name: t.resizable for t in m.inputs if None in (getattr(t, "resizable", None) or [0])[1:]}
