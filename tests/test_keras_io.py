@@ -146,6 +146,7 @@ def test_host_fidelity_matches_an_independent_computation(env):
     parity = np.concatenate(list(held.inputs["parity"]))                 # (400, 1) int64
     assert image.shape == (400, 8, 8, 1) and parity.dtype == np.int64
     ref = dict(zip(OUTPUTS, env["keras"].predict({"image": image, "parity": parity}, verbose=0)))
+    assert ref["ink"].min() > 150 and np.abs(ref["logits"]).max() < 60          # very different ranges
     folder = env["root"] / "out" / "keras-io"
     sess = ort.InferenceSession(str(folder / "model.int8.onnx"), providers=["CPUExecutionProvider"])
     got_onnx = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": image, "parity": parity})))
