@@ -5,10 +5,13 @@ The device side is POSIX ``sh`` that Android's ``mksh`` + toybox run (``cat``, `
 fractions, ``read`` from ``/proc/uptime``); every path is under ``sysfs_root`` (``/`` on a phone;
 tests point it at a folder they write).
 
-* :func:`probe_script` prints one line per fact (``ONLINE usb 1``, ``STATUS Discharging``,
+The shell is in files shipped with the package (``deploy/scripts/battery.sh``: ``ec_probe``,
+``ec_sample``; ``deploy/scripts/native_bench.sh``), sent as ``sh -c`` text with arguments:
+
+* :func:`probe_argv` prints one line per fact (``ONLINE usb 1``, ``STATUS Discharging``,
   ``BAT <current_now> <voltage_now>``, ``TZ <zone> <type> <temp>``, ``CF <cpu> <cur> <max> <hwmax>``);
   :func:`parse_probe` reads them back.
-* :func:`sampler_script` is the battery loop run in the background during a benchmark: every
+* :func:`bench_argv` runs a command with the battery loop in the background: every
   ``interval_s`` it appends ``<uptime_s> <current_now> <voltage_now>`` to a file until a stop file
   appears; it runs for a short idle window just before the benchmark too.
   :func:`battery_energy` turns those samples into the DESIGN.md ``energy`` block, the idle power
@@ -30,35 +33,24 @@ from typing import Any, Optional
 
 from ..device import meters
 
-PS = "sys/class/power_supply"
+def _scripts() -> str:
+    from .agents import script
+
+    return script("battery.sh")
 
 
-def _root(sysfs_root: str) -> str:
-    return sysfs_root.rstrip("/")
+def probe_argv(sysfs_root: str = "/") -> list[str]:
+    """The command that prints the phone's facts (``deploy/scripts/battery.sh``'s ``ec_probe``)."""
+    return ["sh", "-c", _scripts() + 'ec_probe "$1"\n', "ec-probe", sysfs_root]
 
 
-def battery_dir_script(sysfs_root: str = "/") -> str:
-    """Shell that sets ``B`` to the battery's power_supply folder (type ``Battery``, else ``battery``)."""
-    r = _root(sysfs_root)
-    return (f'B={r}/{PS}/battery; for d in {r}/{PS}/*; do '
-            f'[ "$(cat "$d/type" 2>/dev/null)" = Battery ] && B=$d && break; done')
+def bench_argv(sysfs_root: str, workdir: str, tag: str, sample: bool, interval_s: float, idle_s: float,
+               mark: str, command: list[str]) -> list[str]:
+    """``command`` between an idle and a loaded battery window (``deploy/scripts/native_bench.sh``)."""
+    from .agents import script
 
-
-def probe_script(sysfs_root: str = "/") -> str:
-    r = _root(sysfs_root)
-    return "; ".join([
-        f'for f in {r}/{PS}/*/online; do [ -r "$f" ] && d=${{f%/online}} && '
-        f'echo "ONLINE ${{d##*/}} $(cat "$f" 2>/dev/null)"; done',
-        battery_dir_script(sysfs_root),
-        'echo "STATUS $(cat $B/status 2>/dev/null)"',
-        'echo "BAT $(cat $B/current_now 2>/dev/null) $(cat $B/voltage_now 2>/dev/null)"',
-        f'for z in {r}/sys/class/thermal/thermal_zone*; do [ -r "$z/temp" ] && '
-        f'echo "TZ ${{z##*/}} $(cat "$z/type" 2>/dev/null | tr " " _) $(cat "$z/temp" 2>/dev/null)"; done',
-        f'for c in {r}/sys/devices/system/cpu/cpu[0-9]*; do [ -r "$c/cpufreq/scaling_cur_freq" ] && '
-        f'echo "CF ${{c##*/}} $(cat $c/cpufreq/scaling_cur_freq 2>/dev/null) '
-        f'$(cat $c/cpufreq/scaling_max_freq 2>/dev/null) $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)"; done',
-        "true",
-    ])
+    return ["sh", "-c", _scripts() + script("native_bench.sh"), "ec-bench", sysfs_root, workdir, tag,
+            "1" if sample else "0", f"{interval_s:g}", f"{idle_s:g}", mark, *command]
 
 
 def _int(s: str) -> Optional[int]:
@@ -105,18 +97,6 @@ def charging_reason(probe: dict) -> Optional[str]:
     if probe.get("current_raw") is None or probe.get("voltage_raw") is None:
         return "no battery fuel gauge readable (power_supply/battery/current_now, voltage_now)"
     return None
-
-
-def sampler_script(samples_file: str, stop_file: str, interval_s: float = 0.1, sysfs_root: str = "/") -> str:
-    """Background battery loop; ``$SP`` holds its pid afterwards. It ends when ``stop_file`` exists
-    or when the shell that started it is gone (killed on a time-out, or the connection dropped), so
-    no loop is ever left draining the battery. It sleeps before each sample, so its first sample
-    is taken ``interval_s`` after it starts (inside the command started next, not before it)."""
-    return (f"{battery_dir_script(sysfs_root)}; rm -f {stop_file}; "
-            f"( while {{ sleep {interval_s:g} 2>/dev/null || sleep 1; }}; [ ! -e {stop_file} ] && "
-            f"kill -0 $$ 2>/dev/null; do read up idle < /proc/uptime; "
-            f'echo "$up $(cat $B/current_now) $(cat $B/voltage_now)"; '
-            f"done ) > {samples_file} 2>/dev/null & SP=$!")
 
 
 def parse_samples(text: str) -> list[tuple[float, int, int]]:

@@ -76,7 +76,7 @@ def android_report(target, *, adb: Optional[str] = None) -> dict:
     props = t.properties()
     abi = props.get("ro.product.cpu.abi")
     py = t.run(["sh", "-c", f"command -v {shlex.quote(target.python)} || true"], timeout=30).stdout.strip()
-    probe = sysfs.parse_probe(t.run(["sh", "-c", sysfs.probe_script(target.sysfs_root)], timeout=30).stdout)
+    probe = sysfs.parse_probe(t.run(sysfs.probe_argv(target.sysfs_root), timeout=30).stdout)
     profile = load_profile(target.profile)
     can_run, problems = [], []
     if target.benchmark_model:

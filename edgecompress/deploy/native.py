@@ -9,8 +9,8 @@ e.g. LiteRT's ``android_aarch64_benchmark_model``) is measured like this, over a
    blob is already there, else uploaded to ``tmp/``, its sha256 checked on the device by
    ``deploy/scripts/blobs.sh``, then renamed (nothing half-written is ever run); the device lock
    is ``deploy/scripts/lock.sh``;
-2. one shell script on the device reads the battery/charging/thermal/cpufreq state
-   (:mod:`edgecompress.deploy.android_sysfs`); when on battery it samples the idle phone for
+2. one shell script on the device (``deploy/scripts/native_bench.sh`` after ``battery.sh``) reads
+   the battery/charging/thermal/cpufreq state (:mod:`edgecompress.deploy.android_sysfs`); when on battery it samples the idle phone for
    ``IDLE_SAMPLE_S`` and starts the battery sampling loop in the background; it runs
    ``benchmark_model`` with flags from the profile's ``measure`` settings
    (:func:`benchmark_flags`), stops the loop and reads the state again. Energy per inference is
@@ -23,7 +23,6 @@ older builds none), baseline RSS, outputs for fidelity checks (it feeds random i
 """
 from __future__ import annotations
 
-import shlex
 import time
 import uuid
 from pathlib import Path
@@ -163,27 +162,12 @@ class NativeAgent(DeviceAgent):
             result.fail(f"{type(e).__name__}: {e}")
         return result
 
-    def _script(self, binary: str, flags: list[str], tag: str, sample: bool) -> str:
-        root = self.target.sysfs_root
-        samples, stop = f"{self.workdir}/.bat-{tag}", f"{self.workdir}/.stop-{tag}"
-        idle = f"{self.workdir}/.idle-{tag}"
-        bench = f"{shlex.quote(binary)} {' '.join(shlex.quote(f) for f in flags)} 2>&1; RC=$?"
-        parts = [f"echo {_MARK}bench"]
-        if sample:      # idle window, then the run; samples taken after the binary exits are dropped
-            parts += [sysfs.sampler_script(idle, stop, SAMPLE_INTERVAL_S, root),
-                      f"sleep {IDLE_SAMPLE_S:g}; touch {stop}; wait $SP 2>/dev/null",
-                      sysfs.sampler_script(samples, stop, SAMPLE_INTERVAL_S, root), bench,
-                      "read T1 _ < /proc/uptime",
-                      f"touch {stop}; wait $SP 2>/dev/null; echo {_MARK}idle; cat {idle}; "
-                      f"echo {_MARK}samples; cat {samples}; echo \"END $T1\"; rm -f {samples} {idle} {stop}"]
-        else:
-            parts += [bench]
-        parts += [f"echo {_MARK}after", sysfs.probe_script(root), f"echo {_MARK}rc=$RC"]
-        return "; ".join(parts)
+    def _bench_argv(self, binary: str, flags: list[str], tag: str, sample: bool) -> list[str]:
+        return sysfs.bench_argv(self.target.sysfs_root, self.workdir, tag, sample, SAMPLE_INTERVAL_S,
+                                IDLE_SAMPLE_S, _MARK, [binary, *flags])
 
     def _run(self, result: BenchmarkResult, binary, graph, measure, delegate, op_profiling, meter) -> None:
-        pre = sysfs.parse_probe(self.transport.run(["sh", "-c", sysfs.probe_script(self.target.sysfs_root)],
-                                                   timeout=60).stdout)
+        pre = sysfs.parse_probe(self.transport.run(sysfs.probe_argv(self.target.sysfs_root), timeout=60).stdout)
         reason = None
         if meter in ("none",):
             reason = "energy measurement is off for this target (energy: none)"
@@ -194,14 +178,14 @@ class NativeAgent(DeviceAgent):
         flags = benchmark_flags(graph, measure, delegate=delegate, op_profiling=op_profiling)
         tag = uuid.uuid4().hex[:8]
         t0 = time.monotonic()
-        res = self.transport.run(["sh", "-c", self._script(binary, flags, tag, reason is None)],
+        res = self.transport.run(self._bench_argv(binary, flags, tag, reason is None),
                                  timeout=measure.timeout_s)
         sections = _sections(res.stdout)
         if "rc=0" not in sections.get("__rc__", "") and _unknown_flag(sections.get("bench", "")):
             result.add_note("this benchmark_model does not know --report_peak_memory_footprint: "
                             "peak memory comes from the footprint delta only")
             flags = benchmark_flags(graph, measure, delegate=delegate, op_profiling=op_profiling, optional=False)
-            res = self.transport.run(["sh", "-c", self._script(binary, flags, tag, reason is None)],
+            res = self.transport.run(self._bench_argv(binary, flags, tag, reason is None),
                                      timeout=measure.timeout_s)
             sections = _sections(res.stdout)
         wall = time.monotonic() - t0

@@ -184,9 +184,11 @@ def test_battery_loop_ends_when_its_shell_is_killed(tmp_path, fake_phone):
 
     from edgecompress.deploy import android_sysfs as sysfs
 
-    script = sysfs.sampler_script(f"{tmp_path}/s", f"{tmp_path}/stop", 0.05, str(fake_phone.root)) + \
-        "; echo $SP; sleep 30"
-    p = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)
+    from edgecompress.deploy.agents import script
+
+    text = script("battery.sh") + 'ec_sample "$1" "$2" "$3" 0.05; echo $SP; sleep 30\n'
+    p = subprocess.Popen(["sh", "-c", text, "ec-test", str(fake_phone.root), f"{tmp_path}/s", f"{tmp_path}/stop"],
+                         stdout=subprocess.PIPE, text=True)
     loop_pid = int(p.stdout.readline())
     time.sleep(0.3)
     p.kill()
