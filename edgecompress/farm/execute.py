@@ -126,6 +126,8 @@ def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
         store.set_target(job.run_id, job.target, status="running", device=facts)
         done |= {result_key(job.run_id, job.target, sha) for sha in job.keep}     # kept by --resume
         todo = [a for a in job.artifacts if result_key(job.run_id, job.target, a.sha256) not in done]
+        log.info("job %s/%s: %d artifact(s) to measure, %d kept", job.run_id, job.target, len(todo),
+                 len(job.artifacts) - len(todo))
         s.sync([paths[a.sha256] for a in todo])
         s.input_shapes = list(job.input_shapes)            # bench --input-shape: a raw file's dynamic dims
         for a in job.artifacts:

@@ -107,7 +107,7 @@ def test_bench_on_the_farm_with_ops_delegate_and_op_profiling(
 
 def test_resume_of_a_farm_run_keeps_its_results_and_measures_only_the_missing_target(
         farm_targets, farm_model, farm_data, redis_server, pg_url, farm_worker, tmp_path):
-    farm_worker(farm_targets, ["farm-a"], redis_server.url, pg_url, "wres-a").wait_ready()
+    wa = farm_worker(farm_targets, ["farm-a"], redis_server.url, pg_url, "wres-a").wait_ready()
     targets = ["farm-a", "farm-ghost"]
     rc, text, err = _run_farm(farm_model, farm_data, targets, redis_server.url, pg_url, tmp_path / "out",
                               "--farm-wait", "2")
@@ -134,6 +134,9 @@ def test_resume_of_a_farm_run_keeps_its_results_and_measures_only_the_missing_ta
     assert sorted(r["artifact_key"] for r in new) == sorted(k for _, k, _ in before.values())
     assert all(r["status"] == "ok" and r["p50_ms"] > 0 and r["fid_samples"] == 40 for r in new)
     assert all(r["result"].extra["farm"]["worker"] == "wres-g.farm-ghost" for r in new)
+    said = wa.log.read_text(errors="replace")                # the device was not asked again
+    assert f"job {first['run_id']}/farm-a: 3 artifact(s) to measure, 0 kept" in said
+    assert f"job {first['run_id']}/farm-a: 0 artifact(s) to measure, 3 kept" in said
     # the report of the resumed run has both targets' results
     assert len(again["targets"]["farm-a"]["results"]) == 3 and len(again["targets"]["farm-ghost"]["results"]) == 3
     # resuming with other measure settings is refused before anything is sent
@@ -180,3 +183,29 @@ def test_farm_options_that_cannot_travel_are_refused(farm_model, farm_data, tmp_
     assert rc == 2 and "--trust-new-host cannot be used with --farm" in err and "farm worker --trust-new-host" in err
     rc, _, err = cli("bench", farm_data, "--target", "farm-a", "--farm", "redis://127.0.0.1:1/0", "--no-store")
     assert rc == 2 and "--no-store cannot be used with --farm" in err
+
+
+def test_a_direct_run_resumed_through_the_farm_keeps_its_results(
+        farm_targets, farm_model, farm_data, redis_server, pg_url, farm_worker, tmp_path):
+    """A direct run's rows carry no farm key: the job lists them in ``keep`` and the worker leaves them."""
+    model, weights = farm_model
+    rc, text, err = cli("run", model, "--weights", weights, "--data", farm_data, "--eval-samples", "40",
+                        "--target", "farm-a", "--targets", farm_targets, "--db", pg_url, "--out", tmp_path / "out",
+                        *QUICK, "--json")
+    first = json.loads(text)
+    assert rc == 0 and first["status"] == "ok", err[-3000:]
+    with ResultsStore(pg_url) as store:
+        before = {r["id"]: (r["target"], r["artifact_key"], r["p50_ms"]) for r in store.results(first["run_id"])}
+    assert len(before) == 3
+    wa = farm_worker(farm_targets, ["farm-a"], redis_server.url, pg_url, "wkeep-a").wait_ready()
+    farm_worker(farm_targets, ["farm-b"], redis_server.url, pg_url, "wkeep-b").wait_ready()
+    rc, text, err = _run_farm(farm_model, farm_data, ["farm-a", "farm-b"], redis_server.url, pg_url,
+                              tmp_path / "out", "--resume", first["run_id"])
+    again = json.loads(text)
+    assert rc == 0 and again["run_id"] == first["run_id"] and again["status"] == "ok", err[-3000:]
+    with ResultsStore(pg_url) as store:
+        rows = store.results(first["run_id"])
+    assert {r["id"]: (r["target"], r["artifact_key"], r["p50_ms"]) for r in rows if r["target"] == "farm-a"} == before
+    assert sorted(r["artifact_key"] for r in rows if r["target"] == "farm-b") == sorted(
+        k for _, k, _ in before.values())
+    assert f"job {first['run_id']}/farm-a: 0 artifact(s) to measure, 3 kept" in wa.log.read_text(errors="replace")
