@@ -9,6 +9,12 @@ artifact store by sha256, one job per target goes to its queue (each artifact wi
 and host verdict, the profile's quality floor), and the
 run is followed in the shared database (progress events as in a local run) until every
 target has ended or ``target_timeout_s`` has passed since the jobs were sent.
+
+As in a direct run: ``ops`` goes in each job (per-operator profiles on the device); ``as_is`` (or a
+``.tflite``) measures the given file as its one artifact (:func:`edgecompress.runs.load_for_run`,
+:func:`~edgecompress.runs.build_manifests`); ``resume`` reopens the run (:func:`edgecompress.runs._resume`)
+and each job's ``keep`` lists the artifacts already measured ok there, which the worker leaves. Only
+``trust_new_host`` is refused (a worker keeps its own known hosts).
 """
 from __future__ import annotations
 
