@@ -196,19 +196,13 @@ def rows_for_run(store: ResultsStore, run: RunInfo) -> tuple[list[Row], list[dic
     return rows, targets
 
 
-def _dominates(a: Row, b: Row, use_quality: bool) -> bool:
-    """a is at least as good as b on every objective and better on one."""
-    pairs = [(a.p50_ms, b.p50_ms), (a.size_bytes, b.size_bytes)]
-    if use_quality:
-        pairs.append((-a.quality, -b.quality))
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-    return bool(pairs) and all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
-
-
 def mark_pareto(rows: list[Row]) -> None:
-    """Set ``pareto`` on the ok rows no other ok row of the same run × target dominates
-    (lower p50 latency, smaller size, higher accuracy / agreement when every row has one).
-    Emulated rows are never marked: their latency says nothing about a real device."""
+    """Set ``pareto`` on the ok rows no other ok row of the same run × target dominates: faster
+    beyond the noise, smaller by more than 10 %, or better quality by more than half a point
+    (:mod:`edgecompress.report.pareto`; quality only when every row has one). Emulated rows are
+    never marked: their latency says nothing about a real device."""
+    from .pareto import Point, front
+
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         r.pareto = False
@@ -216,8 +210,9 @@ def mark_pareto(rows: list[Row]) -> None:
             groups.setdefault((r.run_id, r.target), []).append(r)
     for group in groups.values():
         use_quality = all(r.quality is not None for r in group)
-        for r in group:
-            r.pareto = not any(_dominates(o, r, use_quality) for o in group if o is not r)
+        marks = front([Point(r.p50_ms, r.size_bytes, r.quality, r.p50_ci) for r in group], use_quality)
+        for r, m in zip(group, marks):
+            r.pareto = m
 
 
 def _open(db) -> tuple[ResultsStore, bool]:

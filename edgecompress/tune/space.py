@@ -325,7 +325,9 @@ class Tuner:
         return self.summarize(study, name)
 
     def summarize(self, study, name: str) -> TargetTune:
+        from ..device.stats import median_ci
         from ..report import Row
+        from ..report.pareto import Point, front
         from ..report.recommend import recommend
 
         cands = []
@@ -345,8 +347,10 @@ class Tuner:
                 c.delta_accuracy = c.accuracy - c.reference_accuracy
             cands.append(c)
         ok = [c for c in cands if c.status == "ok"]
-        for c in ok:
-            c.pareto = not any(_dominates(o, c) for o in ok if o is not c)
+        use_quality = all(c.quality is not None for c in ok)
+        points = [Point(c.p50_ms, c.size_bytes, c.quality, median_ci(c.samples) if c.samples else None) for c in ok]
+        for c, m in zip(ok, front(points, use_quality)):
+            c.pareto = m
         rows = [Row(run_id=name, target=self.target.name, profile=self.profile.name, artifact=f"#{c.number}",
                     format=c.settings.get("artifact", ".").split(".")[1], precision=c.settings.get("artifact",
                                                                                                  ".").split(".")[0],
@@ -397,9 +401,3 @@ def _digest(samples: dict, labels) -> str:
     return h.hexdigest()[:16]
 
 
-def _dominates(a: Candidate, b: Candidate) -> bool:
-    pairs = [(a.p50_ms, b.p50_ms), (a.size_bytes, b.size_bytes)]
-    if a.quality is not None and b.quality is not None:
-        pairs.append((-a.quality, -b.quality))
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-    return bool(pairs) and all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)

@@ -139,3 +139,24 @@ def test_an_artifact_that_failed_to_build_is_a_failed_row_on_each_target(db, mea
                       ("local", "int8.tflite", "compress: onnx2tf: unsupported op GridSample")]
     assert "failed: compress: onnx2tf" in render_table(comp)
     assert not any(r.pareto for r in comp.rows if not r.ok)
+
+
+def test_pareto_ignores_differences_smaller_than_their_tolerance():
+    """The issue's case: a dynamic-range ONNX 5 % smaller than the INT8 TFLite and 14x slower is not
+    starred; a file 3x smaller still is, however slow; latencies whose CIs overlap are a tie."""
+    def row(name, p50, size, acc, ci=None):
+        return Row(run_id="r", target="t", profile="p", artifact=name, p50_ms=p50, size_bytes=size, accuracy=acc,
+                   p50_ci=ci)
+
+    rows = [row("dynamic.onnx", 0.24, 28_600, 0.940, [0.23, 0.25]), row("int8.tflite", 0.017, 30_200, 0.950,
+                                                                         [0.0168, 0.0172]),
+            row("dynamic.tflite", 0.0163, 30_400, 0.940, [0.0162, 0.0164]), row("fp32.onnx", 0.043, 95_500, 0.945)]
+    mark_pareto(rows)
+    assert {r.artifact for r in rows if r.pareto} == {"int8.tflite", "dynamic.tflite"}
+    rows.append(row("tiny.onnx", 0.5, 9_000, 0.94))
+    mark_pareto(rows)
+    assert {r.artifact for r in rows if r.pareto} == {"int8.tflite", "dynamic.tflite", "tiny.onnx"}
+    # two artifacts whose medians' CIs overlap tie on latency: the smaller (by > 10 %) is the only star
+    ties = [row("a", 1.00, 100, 0.9, [0.90, 1.10]), row("b", 0.93, 150, 0.9, [0.85, 0.95])]
+    mark_pareto(ties)
+    assert [r.pareto for r in ties] == [True, False]
