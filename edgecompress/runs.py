@@ -261,6 +261,28 @@ class _Runner:
             out.error = "; ".join(bad)[:2000]
 
 
+def load_for_run(model, out, *, as_is: bool = False, weights=None, input_shape=None):
+    """The model a run measures: a given file as it is (``as_is``, or any ``.tflite``), else loaded to compress."""
+    if as_is or str(model).endswith(".tflite"):
+        from .given import as_is_model
+
+        return as_is_model(model, out, input_shape)
+    if hasattr(model, "predict"):
+        return model
+    from .models import load_model
+
+    return load_model(str(model), weights=weights, input_shape=input_shape)
+
+
+def build_manifests(loaded, profiles: list, held, feedback, say, **compress_kw) -> dict:
+    """{profile name: Manifest}: the given file as its one artifact (as-is), else ``compress_many``."""
+    if getattr(loaded, "as_is", None) is not None:
+        return {p.name: loaded.as_is(p, held, feedback, say) for p in profiles}
+    from .compress import compress_many
+
+    return compress_many(loaded, profiles, progress=say, feedback=feedback, **compress_kw)
+
+
 def _calibration_notes(calib, profiles: dict) -> list[str]:
     from .compress import CALIB_SAMPLES
 
@@ -361,8 +383,6 @@ def run(model, targets: list, config: Optional[RunConfig] = None, **options) -> 
     allow_random_calibration, trust_new_host = cfg.allow_random_calibration, cfg.trust_new_host
     eval_samples, target_timeout_s, html = cfg.eval_samples, cfg.target_timeout_s, cfg.html
     cache_dir, progress, resume = cfg.cache_dir, cfg.progress, cfg.resume
-    from .compress import compress_many
-    from .models import load_model
     from .deploy.bench import measure_with
     from .results import ResultsStore
 
@@ -374,13 +394,7 @@ def run(model, targets: list, config: Optional[RunConfig] = None, **options) -> 
         profiles.setdefault(p.name, p)
     overrides = cfg.measure
     feedback, metric, quality = cfg.feedback, cfg.metric, cfg.quality
-    if cfg.as_is or str(model).endswith(".tflite"):
-        from .given import as_is_model
-
-        loaded = as_is_model(model, out, input_shape)
-    else:
-        loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights,
-                                                                     input_shape=input_shape)
+    loaded = load_for_run(model, out, as_is=cfg.as_is, weights=weights, input_shape=input_shape)
     feedback, calib, held, reference = _held_out(loaded, data, eval_samples, allow_random_calibration, feedback)
 
     def measure_for(profile):
@@ -420,12 +434,9 @@ def run(model, targets: list, config: Optional[RunConfig] = None, **options) -> 
         _say(progress, "*", "compress", profiles=sorted(profiles))
         try:
             say = (lambda msg: _say(progress, "*", "compress_step", text=msg))
-            if getattr(loaded, "as_is", None) is not None:
-                runner.manifests = {p.name: loaded.as_is(p, held, feedback, say) for p in profiles.values()}
-            else:
-                runner.manifests = compress_many(loaded, list(profiles.values()), data=calib, out=out, passes=passes,
-                                                 allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
-                                                 progress=say, feedback=feedback, metric=metric, quality=quality)
+            runner.manifests = build_manifests(loaded, list(profiles.values()), held, feedback, say, data=calib,
+                                               out=out, passes=passes, cache_dir=cache_dir, metric=metric,
+                                               allow_random_calibration=allow_random_calibration, quality=quality)
             for name, m in runner.manifests.items():
                 store.add_artifacts(run_id, name, m.artifacts, folder=m.folder)
             result.manifests = runner.manifests

@@ -80,15 +80,17 @@ def farm_options(args) -> dict:
 
 def bench_on_farm(target, artifacts, *, farm, artifact_store="db", worker_wait_s=10.0, targets_file=None, runs=None,
                   warmup=None, threads=None, min_seconds=None, delegate=None, op_profiling=False, store=True,
-                  db=None, **_):
-    """``bench --farm``: the arguments of :func:`edgecompress.deploy.benchmark`, measured by a farm worker."""
+                  db=None, ops=False, input_shapes=None, trust_new_host=False):
+    """``bench --farm``: the arguments of :func:`edgecompress.deploy.benchmark`, measured by a farm worker
+    (``--trust-new-host`` is the worker's own setting: ``farm worker --trust-new-host``)."""
     import sys
 
     from ..errors import UsageError
     from ..farm.submit import bench_on_farm as submit
 
-    if delegate or op_profiling or _.get("ops"):
-        raise UsageError("--delegate/--op-profiling/--ops are not sent to farm workers yet; bench without --farm")
+    if trust_new_host:
+        raise UsageError("--trust-new-host cannot be used with --farm: a farm worker keeps its own known hosts; "
+                         "start it with `edgecompress farm worker --trust-new-host` instead")
     if not store:
         raise UsageError("--no-store cannot be used with --farm: farm results reach you through the database")
 
@@ -98,4 +100,5 @@ def bench_on_farm(target, artifacts, *, farm, artifact_store="db", worker_wait_s
 
     return submit(target, artifacts, farm=farm, targets_file=targets_file, db=db,
                   measure={"runs": runs, "warmup": warmup, "threads": threads, "min_seconds": min_seconds},
-                  artifact_store=artifact_store, worker_wait_s=worker_wait_s, progress=progress)
+                  artifact_store=artifact_store, worker_wait_s=worker_wait_s, progress=progress,
+                  delegate=delegate, op_profiling=op_profiling, ops=ops, input_shapes=input_shapes)

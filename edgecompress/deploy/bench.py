@@ -54,6 +54,14 @@ def measure_with(base, overrides: Optional[dict] = None):
         raise UsageError("bad measure setting: " + "; ".join(msgs)) from None
 
 
+def check_delegate(profile, delegate: Optional[str]) -> None:
+    """``delegate`` (None, ``cpu`` or one of the profile's ``delegates``), else a UsageError naming the valid ones."""
+    if delegate is not None and delegate != "cpu" and delegate not in profile.delegates:
+        valid = ", ".join(["cpu", *profile.delegates])
+        raise UsageError(f"delegate {delegate!r} is not in profile {profile.name!r}'s delegates"
+                         f"{suggest(delegate, ['cpu', *profile.delegates])}; valid: {valid}")
+
+
 def _bench_record(s, r, measure, inputs, delegate, op_profiling, ops=False):
     """A manifest's failed artifact is listed as failed (never run); a degraded one is measured and stays so."""
     if r.status == "failed":
@@ -87,10 +95,7 @@ def benchmark(target, artifacts, *, targets_file=None, runs: Optional[int] = Non
                                              "min_seconds": min_seconds})
     if not lock_timeout_s > 0:
         raise UsageError(f"lock_timeout_s must be > 0, got {lock_timeout_s!r}")
-    if delegate is not None and delegate != "cpu" and delegate not in profile.delegates:
-        valid = ", ".join(["cpu", *profile.delegates])
-        raise UsageError(f"delegate {delegate!r} is not in profile {profile.name!r}'s delegates"
-                         f"{suggest(delegate, ['cpu', *profile.delegates])}; valid: {valid}")
+    check_delegate(profile, delegate)
     records = expand_artifacts(artifacts)
     if not records:
         raise UsageError(f"nothing to benchmark: {artifacts!r} holds no ok artifact")

@@ -4,7 +4,8 @@
 delivered again after it ended, or given up by its submitter) -> nothing runs. Else the
 artifacts, the held-out inputs (by input name) and reference outputs (by output name) are
 fetched by sha256 (verified), one :class:`~edgecompress.deploy.DeviceSession` measures each artifact whose result key is not in the
-database yet (fed the inputs with the artifact's ``__io__`` map from the job), the device's
+database yet (fed the inputs with the artifact's ``__io__`` map from the job; ``ops``, ``delegate``,
+``op_profiling`` and ``input_shapes`` as the job says), the device's
 outputs are compared with the reference and judged by the job's quality floor (the same
 fidelity and ``degraded`` verdict as a direct run), and each result is committed as it arrives.
 """
@@ -123,11 +124,15 @@ def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
                        lock_timeout_s=ctx.lock_timeout_s) as s:
         facts = dict(s.facts(), farm_worker=ctx.node)
         store.set_target(job.run_id, job.target, status="running", device=facts)
+        done |= {result_key(job.run_id, job.target, sha) for sha in job.keep}     # kept by --resume
         todo = [a for a in job.artifacts if result_key(job.run_id, job.target, a.sha256) not in done]
+        log.info("job %s/%s: %d artifact(s) to measure, %d kept", job.run_id, job.target, len(todo),
+                 len(job.artifacts) - len(todo))
         s.sync([paths[a.sha256] for a in todo])
+        s.input_shapes = list(job.input_shapes)            # bench --input-shape: a raw file's dynamic dims
         for a in job.artifacts:
             key = result_key(job.run_id, job.target, a.sha256)
-            if key in done:                                # measured by an earlier delivery of this job
+            if key in done:                     # measured by an earlier delivery of this job, or kept
                 out.append(BenchmarkResult(target=job.target, status="ok",
                                            artifact=ArtifactInfo(sha256=a.sha256, format=a.format,
                                                                  precision=a.precision)))
@@ -144,7 +149,8 @@ def _measure(job: Job, ctx: WorkerContext) -> list[dict]:
                 raise RuntimeError(f"cached artifact {a.sha256[:12]} changed on disk; refused")
             t0 = time.time()
             inputs = None if held is None else {**held, "__io__": a.io.model_dump()}
-            res = s.bench(rec, measure=measure, inputs=inputs, power=s.profile.power, input_layout=job.input_layout)
+            res = s.bench(rec, measure=measure, inputs=inputs, power=s.profile.power, input_layout=job.input_layout,
+                          ops=job.ops, delegate=job.delegate, op_profiling=job.op_profiling)
             res.target = res.target or job.target
             res.extra["farm"] = {"worker": ctx.node, "started_at": t0, "finished_at": time.time()}
             outputs, res.outputs = res.outputs, None

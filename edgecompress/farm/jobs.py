@@ -1,6 +1,7 @@
 """The job payload of ``edgecompress.bench`` and its validation (a worker runs nothing unvalidated)."""
 from __future__ import annotations
 
+import re
 from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,7 +45,8 @@ class JobHost(_Strict):
 class JobArtifact(_Strict):
     sha256: str = Field(pattern=SHA256)
     format: Literal["onnx", "tflite"]
-    precision: Literal["fp32", "fp16", "dynamic", "int8"]
+    precision: Optional[Literal["fp32", "fp16", "dynamic", "int8", "as-is"]]   # as-is: a given file, not
+                                                                   # compressed; None: a bare file (bench)
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     size_bytes: int = Field(ge=0)
     io: Optional[JobIO] = None             # None: the runner's own inputs (bench), no map needed
@@ -67,6 +69,12 @@ class Job(_Strict):
     quality: Optional[dict] = None                             # the profile's quality floor (profiles.Quality)
     input_layout: Literal["NCHW", "NHWC"] = "NCHW"
     measure: dict = Field(default_factory=dict)
+    ops: bool = False                                  # a per-operator profile of each artifact too (--ops)
+    delegate: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")   # bench --delegate
+    op_profiling: bool = False                         # bench --op-profiling (native mode)
+    input_shapes: list[str] = Field(default_factory=list, max_length=64)   # bench --input-shape [NAME=]DIMS
+    keep: list[str] = Field(default_factory=list, max_length=64)   # sha256 of artifacts measured ok in the run
+                                                                    # being resumed (--resume): not measured again
     store: str = Field("db", max_length=1000)          # "db" (the results database) or file:///FOLDER
     time_limit_s: float = Field(gt=0, le=7 * 24 * 3600)
     submitted_at: float = 0.0
@@ -102,6 +110,16 @@ def parse_job(payload, *, own_targets: dict[str, str]) -> Job:
             raise JobRejected(f"malformed job: quality {job.quality}: {str(e).splitlines()[0]}") from None
     if job.inputs is not None and (job.reference is None or any(a.io is None for a in job.artifacts)):
         raise JobRejected("malformed job: inputs without the reference outputs or an artifact's io map")
+    if any(not re.fullmatch(SHA256, k) for k in job.keep):
+        raise JobRejected("malformed job: keep holds something that is not a sha256")
+    if job.input_shapes:
+        from ..errors import EdgeCompressError
+        from ..models import parse_shapes
+
+        try:
+            parse_shapes(job.input_shapes)
+        except (EdgeCompressError, ValueError) as e:
+            raise JobRejected(f"malformed job: input_shapes {job.input_shapes}: {e}") from None
     if not (job.store == "db" or job.store.startswith("file:///")):
         raise JobRejected(f"malformed job: store {job.store!r}; valid: db, file:///FOLDER")
     return job

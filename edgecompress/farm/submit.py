@@ -9,6 +9,12 @@ artifact store by sha256, one job per target goes to its queue (each artifact wi
 and host verdict, the profile's quality floor), and the
 run is followed in the shared database (progress events as in a local run) until every
 target has ended or ``target_timeout_s`` has passed since the jobs were sent.
+
+As in a direct run: ``ops`` goes in each job (per-operator profiles on the device); ``as_is`` (or a
+``.tflite``) measures the given file as its one artifact (:func:`edgecompress.runs.load_for_run`,
+:func:`~edgecompress.runs.build_manifests`); ``resume`` reopens the run (:func:`edgecompress.runs._resume`)
+and each job's ``keep`` lists the artifacts already measured ok there, which the worker leaves. Only
+``trust_new_host`` is refused (a worker keeps its own known hosts).
 """
 from __future__ import annotations
 
@@ -66,18 +72,14 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
                 input_shape=None, weights=None, passes=None, allow_random_calibration=False, measure=None,
                 eval_samples: int = 200, target_timeout_s: Optional[float] = None, html=True, cache_dir=None,
                 progress=None, artifact_store: str = "db", worker_wait_s: float = 10.0, **rest):
-    from ..compress import compress_many
-    from ..models import load_model
     from ..profiles import Measure
     from ..results import ResultsStore, mask_text
-    from ..runs import RunResult, TargetOutcome, _held_out
+    from ..runs import RunResult, TargetOutcome, _held_out, _resume, build_manifests, load_for_run
 
-    if rest.get("resume"):
-        raise UsageError("--resume is not supported with --farm yet; rerun without it")
-    if rest.get("ops"):
-        raise UsageError("--ops (per-operator profiles) is not sent to farm workers yet; run without --farm")
-    if rest.get("as_is") or str(model).endswith(".tflite"):
-        raise UsageError("--as-is (and a given .tflite) is not measured on farm workers yet; run without --farm")
+    if rest.get("trust_new_host"):
+        raise UsageError("--trust-new-host cannot be used with --farm: a farm worker keeps its own known hosts; "
+                         "start it with `edgecompress farm worker --trust-new-host` instead")
+    out = Path(out)
     r = redis_client(farm)
     names = [getattr(t, "name", t) for t in (targets or [])]
     if len(set(names)) != len(names):
@@ -108,19 +110,23 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
         raise UsageError(f"unknown measure setting(s) {sorted(bad)}; valid: {', '.join(Measure.model_fields)}")
     profile_of = {n: _profile(inv_profiles.get(n), have.get(n) or {}) for n in names
                   if n in have or n in inv_profiles}
-    loaded = model if hasattr(model, "predict") else load_model(str(model), weights=weights, input_shape=input_shape)
+    loaded = load_for_run(model, out, as_is=bool(rest.get("as_is")), weights=weights, input_shape=input_shape)
     feedback, calib, held, reference = _held_out(loaded, data, eval_samples, allow_random_calibration,
                                                  rest.get("feedback"))
-    out = Path(out)
     store = ResultsStore(db, retry_s=60)
     outcomes = {n: TargetOutcome(n, profile_of[n].name if n in profile_of else "?") for n in names}
+    kept: dict = {}                      # --resume: (target, artifact sha256) -> its ok result, not measured again
     try:
-        run_id = store.start_run(model_source=loaded.source, model_sha256=loaded.sha256, targets=names,
-                                 options={"profiles": {n: p.name for n, p in profile_of.items()},
-                                          "data": None if data is None else str(getattr(data, "source", data)),
-                                          "eval_samples": len(held), "labels": held.y is not None,
-                                          "measure": overrides, "out": str(out), "passes": passes or [],
-                                          "farm": mask_text(farm), "artifact_store": artifact_store})
+        if rest.get("resume"):
+            run_id, kept = _resume(store, rest["resume"], loaded, overrides)
+        else:
+            run_id = store.start_run(
+                model_source=loaded.source, model_sha256=loaded.sha256, targets=names,
+                options={"profiles": {n: p.name for n, p in profile_of.items()},
+                         "data": None if data is None else str(getattr(data, "source", data)),
+                         "eval_samples": len(held), "labels": held.y is not None, "measure": overrides,
+                         "out": str(out), "passes": passes or [], "farm": mask_text(farm),
+                         "artifact_store": artifact_store, "ops": bool(rest.get("ops"))})
         result = RunResult(run_id=run_id, db=str(store.path), out=str(out), targets=outcomes)
         for n in names:
             if n not in profile_of:
@@ -136,11 +142,11 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
         manifests = {}
         if profiles:
             try:
-                manifests = compress_many(loaded, list(profiles.values()), data=calib, out=out, passes=passes,
-                                          allow_random_calibration=allow_random_calibration, cache_dir=cache_dir,
-                                          progress=lambda msg: _say(progress, "*", "compress_step", text=msg),
-                                          feedback=feedback, metric=rest.get("metric"),
-                                          quality=rest.get("quality"))
+                manifests = build_manifests(loaded, list(profiles.values()), held, feedback,
+                                            lambda msg: _say(progress, "*", "compress_step", text=msg),
+                                            data=calib, out=out, passes=passes, cache_dir=cache_dir,
+                                            allow_random_calibration=allow_random_calibration,
+                                            metric=rest.get("metric"), quality=rest.get("quality"))
                 for pname, m in manifests.items():
                     store.add_artifacts(run_id, pname, m.artifacts, folder=m.folder)
                 result.manifests = manifests
@@ -152,7 +158,8 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
                     raise
                 _say(progress, "*", "compress_failed", error=compress_error)
         sent, n_arts = _send_jobs(store, r, farm, run_id, profile_of, manifests, held, reference, loaded, overrides,
-                          artifact_store, outcomes, compress_error, progress)
+                                  artifact_store, outcomes, compress_error, progress,
+                                  extra={"ops": bool(rest.get("ops"))}, kept=kept)
         _follow(store, r, run_id, sent, n_arts, outcomes, progress, target_timeout_s, worker_wait_s)
         ok = [o for o in outcomes.values() if o.status == "ok"]
         result.status = "ok" if len(ok) == len(outcomes) and not compress_error and not any(
@@ -175,8 +182,10 @@ def run_on_farm(model, targets: list, *, farm: str, targets_file=None, data=None
 
 
 def _send_jobs(store, r, farm, run_id, profile_of, manifests, held, reference, loaded, overrides, where,
-               outcomes, compress_error, progress) -> dict[str, float]:
-    """Put the blobs in the artifact store and one job per target on its queue -> {target: time limit}."""
+               outcomes, compress_error, progress, extra=None, kept=None) -> tuple[dict, dict]:
+    """Put the blobs in the artifact store and one job per target on its queue -> ({target: time limit},
+    {target: number of artifacts}). ``extra``: more job fields (``ops``); ``kept``: the results of the
+    run being resumed, by (target, sha256): those artifacts are listed in the job's ``keep``."""
     from ..device.execute import io_spec
     from ..profiles import Measure
     from .artifacts import ArtifactStore
@@ -210,7 +219,8 @@ def _send_jobs(store, r, farm, run_id, profile_of, manifests, held, reference, l
         limit = job_time_limit(measure, len(arts))
         payload = {"v": 1, "run_id": run_id, "target": name, "profile": profile.name, "artifacts": job_arts,
                    "inputs": inputs, "reference": ref, "labels": labels, "input_layout": loaded.layout,
-                   "quality": profile.quality.model_dump(),
+                   "quality": profile.quality.model_dump(), **(extra or {}),
+                   "keep": sorted({a["sha256"] for a in job_arts} & {sha for t, sha in (kept or {}) if t == name}),
                    "measure": measure.model_dump(), "store": where, "time_limit_s": limit,
                    "submitted_at": time.time(), "submitter": socket.gethostname()}
         store.set_target(run_id, name, status="queued", profile=profile.name, transport="farm")
@@ -293,15 +303,21 @@ def _follow(store, r, run_id, sent: dict, n_arts: dict, outcomes, progress, targ
 
 
 def bench_on_farm(target: str, artifacts, *, farm: str, targets_file=None, db=None, measure: Optional[dict] = None,
-                  artifact_store: str = "db", worker_wait_s: float = 10.0, target_timeout_s=None, progress=None):
+                  artifact_store: str = "db", worker_wait_s: float = 10.0, target_timeout_s=None, progress=None,
+                  delegate: Optional[str] = None, op_profiling: bool = False, ops: bool = False,
+                  input_shapes: Optional[list] = None):
     """``bench ARTIFACT... --target NAME --farm URL``: one job measuring the given artifacts (the runner's
-    own inputs, no fidelity) on a farm worker; stored as a run like ``bench`` -> ``BenchResults``."""
+    own inputs, no fidelity) on a farm worker; stored as a run like ``bench`` -> ``BenchResults``.
+    ``delegate`` (checked against the target's profile), ``op_profiling``, ``ops`` and ``input_shapes``
+    as :func:`edgecompress.deploy.benchmark` takes them; they travel in the job."""
     from ..deploy.artifacts import expand_artifacts
-    from ..deploy.bench import BenchResults, measure_with
+    from ..deploy.bench import BenchResults, check_delegate, measure_with
+    from ..models import parse_shapes
     from ..results import ResultsStore, mask_text
     from ..runs import TargetOutcome
     from .artifacts import ArtifactStore
 
+    parse_shapes(input_shapes)                  # a bad --input-shape is exit 2 before anything is sent
     records = expand_artifacts(artifacts)
     if not records:
         raise UsageError(f"nothing to benchmark: {artifacts!r} holds no ok artifact")
@@ -317,6 +333,7 @@ def bench_on_farm(target: str, artifacts, *, farm: str, targets_file=None, db=No
                                 f"served now: {', '.join(sorted(served(r))) or 'none'}")
     profile = _profile(local, have.get(target) or {})
     m = measure_with(profile.measure, measure)
+    check_delegate(profile, delegate)
     out = BenchResults()
     with ResultsStore(db, retry_s=60) as store:
         run_id = store.start_run(targets=[target], options={"verb": "benchmark", "measure": m.model_dump(),
@@ -328,6 +345,8 @@ def bench_on_farm(target: str, artifacts, *, farm: str, targets_file=None, db=No
         limit = job_time_limit(m, len(arts))
         payload = {"v": 1, "run_id": run_id, "target": target, "profile": profile.name, "artifacts": arts,
                    "measure": m.model_dump(), "store": artifact_store, "time_limit_s": limit,
+                   "ops": bool(ops), "delegate": delegate, "op_profiling": bool(op_profiling),
+                   "input_shapes": list(input_shapes or []),
                    "submitted_at": time.time(), "submitter": socket.gethostname()}
         store.set_target(run_id, target, status="queued", profile=profile.name, transport="farm")
         make_app(farm).send_task(BENCH_TASK, args=[payload], queue=queue_for(target), retry=True)

@@ -122,6 +122,11 @@ def test_job_io_maps_and_quality_are_validated_strictly():
             "inputs": "b" * 64, "reference": "c" * 64, "quality": {"min_cosine": 0.99}, "time_limit_s": 60}
     job = parse_job(good, own_targets={"t": "p"})
     assert job.artifacts[0].io.model_dump() == io and job.quality == {"min_cosine": 0.99}
+    assert job.ops is False and job.keep == [] and job.delegate is None       # a direct run's defaults
+    job = parse_job(dict(good, ops=True, keep=["d" * 64], delegate="xnnpack", op_profiling=True,
+                         input_shapes=["x=1,1,8,8"], artifacts=[dict(art, precision="as-is")]), own_targets={"t": "p"})
+    assert job.ops and job.keep == ["d" * 64] and job.delegate == "xnnpack" and job.op_profiling
+    assert job.input_shapes == ["x=1,1,8,8"] and job.artifacts[0].precision == "as-is"
     for bad, said in ((dict(good, artifacts=[dict(art, io=dict(io, extra=1))]), "artifacts.0.io.extra"),
                       (dict(good, artifacts=[dict(art, io=dict(io, model_inputs=[dict(tensor, dtype="x y")]))]),
                        "dtype"),
@@ -129,7 +134,12 @@ def test_job_io_maps_and_quality_are_validated_strictly():
                       (dict(good, quality={"min_cosine": 7}), "quality"),
                       (dict(good, quality={"min_cos": 0.9}), "quality"),
                       (dict(good, artifacts=[dict(art, io=None)]), "io map"),
-                      (dict(good, reference=None), "reference")):
+                      (dict(good, reference=None), "reference"),
+                      (dict(good, keep=["not-a-sha"]), "keep"),
+                      (dict(good, delegate="gpu; rm -rf /"), "delegate"),
+                      (dict(good, ops="yes please"), "ops"),
+                      (dict(good, input_shapes=["x=1,a"]), "input_shapes"),
+                      (dict(good, artifacts=[dict(art, precision="int4")]), "precision")):
         with pytest.raises(JobRejected, match=said):
             parse_job(bad, own_targets={"t": "p"})
 
