@@ -117,7 +117,9 @@ def test_peak_memory_matches_vmhwm_read_from_outside(device_python, runner_pyz, 
     doc = json.loads(out.read())
     reported = doc["memory_mb"]["peak_rss"]
     assert outside > 20
-    assert outside <= reported <= outside + 1.0
+    # within 1 MB either way: the poller can miss the last growth before the runner's read, or (under
+    # load, the stderr line read late) see growth after it, as the JSON is written (VmHWM only grows)
+    assert abs(reported - outside) <= 1.0, (reported, outside)
 
 
 def test_broken_artifact_is_reported_with_its_step(device_python, runner_pyz, tmp_path):
