@@ -181,9 +181,9 @@ def _bench(a, res: BenchmarkResult) -> None:
         model.feed(model.random_inputs())
     from .execute import fixed_batch
 
-    if fixed_batch(model):
-        res.add_note(f"the artifact fixes batch {fixed_batch(model)}: each latency is one call on "
-                     f"{fixed_batch(model)} samples")
+    batch = fixed_batch(model)
+    if batch:
+        res.add_note(f"the artifact fixes batch {batch}: each latency is one call on {batch} samples")
     t0 = time.perf_counter()
     model.invoke()
     first_s = time.perf_counter() - t0
