@@ -55,11 +55,6 @@ def study_storage(db=None) -> StudyStorage:
     return StudyStorage(f"sqlite:///{file}", f"sqlite:///{file}", None, {"connect_args": {"timeout": 30}})
 
 
-def study_file(db=None) -> Path:
-    """``tune-studies.db`` beside a SQLite results database."""
-    return Path(study_storage(db).url.removeprefix("sqlite:///"))
-
-
 def _create_schema(url: str, schema: str) -> None:
     from sqlalchemy import create_engine, text
 
