@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..results import ResultsStore, RunInfo
-from .checks import METRICS, Check, Rule, check_regressions, parse_fail_on
+from .checks import METRICS, Check, Rule, check_regressions, parse_fail_on, rerun_noise
 from .tables import render_markdown, render_table
 
 
@@ -48,6 +48,8 @@ class Row:
     fidelity_samples: Optional[int] = None
     runtime: Optional[str] = None
     threads: Optional[int] = None
+    sha256: Optional[str] = None          # the artifact's bytes: the same sha256 is the same artifact
+    arch: Optional[str] = None
     runs: Optional[int] = None
     pareto: bool = False
     emulated: bool = False                # measured on an emulated CPU: timings shown, never compared
@@ -161,6 +163,7 @@ def _row_from_result(run_id: str, r: dict) -> Row:
                top1_agreement=_num(r["fid_top1_agreement"]),
                cosine=_num(fid.get("cosine") if fid.get("cosine") is not None else host.get("cosine")),
                fidelity_samples=r["fid_samples"], runtime=r["runtime"], threads=r["threads"], runs=r["runs"],
+               sha256=r["artifact_sha256"], arch=r["arch"],
                samples=samples, p50_ci=ci, cv=cv, stable=res.stable,
                stability_reasons=list((res.stability or {}).get("reasons") or []), valid=res.valid,
                emulated=bool(res.emulated), ops=list(res.ops or []))
@@ -273,7 +276,8 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
                 return comp
             comp.baseline = base
             base_rows, _ = rows_for_run(store, base)
-            comp.checks = check_regressions(rows, base_rows, rules)
+            noise = {t: rerun_noise(store.reruns(t)) for t in sorted({r.target for r in rows})}
+            comp.checks = check_regressions(rows, base_rows, rules, noise)
             emulated = sorted({r.target for r in rows + base_rows if r.emulated})
             if emulated:
                 comp.notes.append(f"emulated target(s) {', '.join(emulated)} not checked: timings and energy "
@@ -292,4 +296,5 @@ def write_html(comparison: Comparison, path: str | Path) -> Path:
 
 
 __all__ = ["compare", "Comparison", "Row", "Rule", "Check", "METRICS", "parse_fail_on", "check_regressions",
+           "rerun_noise",
            "mark_pareto", "rows_for_run", "render_table", "render_markdown", "write_html"]

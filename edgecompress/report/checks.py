@@ -17,11 +17,22 @@ a busy device leaves some runs untouched). A row that does not fail and whose re
 either run) is not ``stable`` (drift between halves, throttling, CPU time far below wall
 time; :mod:`edgecompress.device.stats`) is reported ``unstable``: neither passed nor failed.
 Rows measured on an emulated target (``emulated: true``) are never checked, in either run.
+
+What one run's samples cannot show is how far a device moves *between* runs (a shared VM's
+speed shifts by a quarter for seconds at a time; a whole run can sit in one such phase). So
+the device's rerun noise is learned from the results database: :func:`rerun_noise` takes, on
+each target, the latest :data:`NOISE_PAIRS` pairs of results of the *same* artifact (sha256,
+runtime, arch and threads) measured one after the other, and the largest change between them
+per metric. For the device metrics (latency, peak RSS, energy) a change no larger than that
+is never a regression (``noise_pct`` and the note say so); and a row whose artifact is the
+baseline's, byte for byte, on the same runtime and device cannot have regressed at all — its
+change *is* a rerun (the note gives it).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from ..errors import UsageError
@@ -37,6 +48,11 @@ METRICS = {
     "size": ("size_bytes", "B", "up"),
     "accuracy": ("quality", "", "down"),
 }
+
+#: metrics measured on the device (their noise is the device's): metric -> results column
+DEVICE_METRICS = {"p50": "p50_ms", "p90": "p90_ms", "mean": "mean_ms", "peak_rss": "peak_rss_mb",
+                  "energy": "mj_per_inference"}
+NOISE_PAIRS = 20          # the latest reruns of identical artifacts that set a target's noise floor
 
 _RULE = re.compile(r"^\s*([A-Za-z_0-9]+)\s*:\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
@@ -64,6 +80,7 @@ class Check:
     note: str = ""
     p_value: Optional[float] = None     # latency rules: significance of "worse by more than the limit"
     unstable: bool = False              # a result in either run was unstable: not judged
+    noise_pct: Optional[float] = None   # the target's rerun noise for this metric (largest change seen)
 
     @property
     def verdict(self) -> str:
@@ -149,7 +166,55 @@ def _judge(rule: Rule, row, b, bv, cv, change: float) -> Check:
     return check
 
 
-def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Check]:
+@dataclass
+class Noise:
+    """A target's rerun noise: the largest change (percent) per device metric between two
+    results of one artifact, over ``pairs`` such reruns."""
+    pct: dict = field(default_factory=dict)
+    pairs: int = 0
+
+
+def _identity(r) -> tuple:
+    get = (lambda k: r.get(k)) if isinstance(r, dict) else (lambda k: getattr(r, k, None))
+    return (get("artifact_sha256") if isinstance(r, dict) else get("sha256"), get("runtime"), get("arch"),
+            get("threads"))
+
+
+def rerun_noise(history: list[dict]) -> Noise:
+    """:class:`Noise` from results of one target (``ResultsStore.reruns``): consecutive results of
+    the same artifact, runtime, arch and threads; throttled ones are left out."""
+    groups = defaultdict(list)
+    for h in history:
+        if not h.get("throttled") and h.get("artifact_sha256"):
+            groups[_identity(h)].append(h)
+    pairs = []
+    for g in groups.values():
+        g.sort(key=lambda h: h["created_at"])
+        pairs += [(b["created_at"], a, b) for a, b in zip(g, g[1:])]
+    pairs = sorted(pairs, key=lambda p: p[0])[-NOISE_PAIRS:]
+    pct = {}
+    for metric, col in DEVICE_METRICS.items():
+        changes = [abs(b[col] - a[col]) / a[col] * 100.0 for _, a, b in pairs
+                   if a.get(col) and b.get(col) is not None]
+        if changes:
+            pct[metric] = max(changes)
+    return Noise(pct, len(pairs))
+
+
+def _within_noise(check: Check, noise: Optional[Noise]) -> None:
+    """Clear a device metric's failure that is no larger than the target's rerun noise."""
+    if noise is None or check.metric not in noise.pct:
+        return
+    check.noise_pct = noise.pct[check.metric]
+    if check.failed and check.change is not None and check.change <= check.noise_pct:
+        check.failed = False
+        check.note = (f"within this target's rerun noise: one artifact measured again moved up to "
+                      f"{check.noise_pct:.1f}% ({noise.pairs} rerun(s) in the results); not a regression")
+
+
+def check_regressions(rows: list, base_rows: list, rules: list[Rule],
+                      noise: Optional[dict] = None) -> list[Check]:
+    """Checks of ``rows`` against ``base_rows``; ``noise``: target -> :class:`Noise` (rerun noise)."""
     emulated = {r.target for r in [*rows, *base_rows] if getattr(r, "emulated", False)}
     rows = [r for r in rows if r.target not in emulated]
     base = {(r.target, r.artifact): r for r in base_rows if r.artifact != "-" and r.target not in emulated}
@@ -178,7 +243,15 @@ def check_regressions(rows: list, base_rows: list, rules: list[Rule]) -> list[Ch
                 change = (cv - bv) * 100.0
             else:
                 change = (cv - bv) / bv * 100.0 if bv else (0.0 if cv == bv else float("inf"))
-            checks.append(_judge(rule, row, b, bv, cv, change))
+            if rule.metric in DEVICE_METRICS and row.sha256 and _identity(row) == _identity(b):
+                checks.append(Check(str(rule), row.target, row.artifact, rule.metric, bv, cv, change, False,
+                                    f"the baseline's artifact (sha256 {row.sha256[:12]}), runtime and device: "
+                                    f"a {change:+.1f}% change is a rerun's noise, not a regression"))
+                continue
+            check = _judge(rule, row, b, bv, cv, change)
+            if rule.metric in DEVICE_METRICS:
+                _within_noise(check, (noise or {}).get(row.target))
+            checks.append(check)
         have = {(r.target, r.artifact) for r in rows}
         current_targets = {r.target: r for r in rows}
         for key, b in base.items():

@@ -553,6 +553,18 @@ class ResultsStore:
             out.append(d)
         return out
 
+    def reruns(self, target: str, limit: int = 400) -> list[dict]:
+        """The latest ``limit`` ok results on ``target`` (cheap columns only, no samples): what the
+        target's rerun noise is learned from (:func:`edgecompress.report.checks.rerun_noise`)."""
+        from sqlalchemy import select
+
+        c = T.results.c
+        cols = ("run_id", "artifact_sha256", "runtime", "arch", "threads", "created_at", "throttled",
+                "p50_ms", "p90_ms", "mean_ms", "peak_rss_mb", "mj_per_inference")
+        return self._rows(select(*[c[k] for k in cols])
+                          .where(c.target == target, c.status == "ok", c.artifact_sha256.isnot(None))
+                          .order_by(c.created_at.desc(), c.id.desc()).limit(limit))
+
     def results(self, run_id: str) -> list[dict]:
         """Result rows of a run in arrival order: metric columns, ``samples`` (list) and ``result``
         (a :class:`~edgecompress.device.result.BenchmarkResult`)."""

@@ -91,9 +91,12 @@ def measured(torch_digits, tmp_path_factory):
     return {"records": records, "results": results, "sha256": sha256_file(fp32), "folder": folder}
 
 
-def _store_run(store, measured, *, targets=("local",), scale=1.0, status="ok"):
-    """Write one finished run of ``measured`` to ``store`` (latencies times ``scale``); returns its id."""
+def _store_run(store, measured, *, targets=("local",), scale=1.0, status="ok", rebuilt=None):
+    """Write one finished run of ``measured`` to ``store`` (latencies times ``scale``); returns its id.
+    ``rebuilt`` (default: when ``scale`` is not 1) gives the artifacts other bytes (another sha256);
+    else the run measured the same artifacts again."""
     import copy
+    import hashlib
 
     run_id = store.start_run(model_source="digits.onnx", model_sha256=measured["sha256"], targets=list(targets))
     store.add_artifacts(run_id, "x86-64-host", measured["records"], folder=measured["folder"])
@@ -106,6 +109,8 @@ def _store_run(store, measured, *, targets=("local",), scale=1.0, status="ok"):
             for k in ("mean", "p50", "p90", "p99", "min", "max"):
                 r["latency_ms"][k] *= scale
             r["latency_ms"]["samples"] = [v * scale for v in r["latency_ms"]["samples"]]
+            if rebuilt or (rebuilt is None and scale != 1.0):      # other bytes, other sha256
+                r["artifact"]["sha256"] = hashlib.sha256(f"{r['artifact']['sha256']}{scale}".encode()).hexdigest()
             store.add_result(run_id, r, profile="x86-64-host")
         store.set_target(run_id, t, status="ok")
     store.finish_run(run_id, status)

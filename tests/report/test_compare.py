@@ -66,6 +66,36 @@ def test_fail_on_fails_on_a_planted_regression_and_passes_without(db, measured, 
     capsys.readouterr()
 
 
+def test_rerun_noise_of_identical_artifacts_is_never_a_regression(db, measured, store_run):
+    """The same artifacts measured again 20 % slower (a device phase, not the artifact) pass, and set
+    the target's rerun noise: a rebuilt artifact 18.3 % slower than that is within it, one 2x slower
+    is not."""
+    from edgecompress.report import rerun_noise
+
+    with ResultsStore(db) as store:
+        base = store_run(store, measured)
+        rerun = store_run(store, measured, scale=1.2, rebuilt=False)
+    comp = compare([rerun], db=db, fail_on=["p50:+5%"], baseline=base)
+    assert comp.exit_code == 0 and len(comp.checks) == 2
+    for c in comp.checks:
+        assert not c.failed and c.change == pytest.approx(20.0) and "a rerun's noise" in c.note
+    with ResultsStore(db) as store:
+        p50 = {(r["run_id"], r["artifact_key"]): r["p50_ms"] for r in store.results(base) + store.results(rerun)}
+        noise = rerun_noise(store.reruns("local"))
+        slower = store_run(store, measured, scale=1.42)            # rebuilt: other sha256
+        double = store_run(store, measured, scale=2.0)
+    # the floor, again from the stored p50s: the largest change between the two measurements of one artifact
+    floor = max(abs(p50[(rerun, k)] - p50[(base, k)]) / p50[(base, k)] * 100 for k in ("fp32.onnx", "dynamic.onnx"))
+    assert noise.pairs == 2 and noise.pct["p50"] == pytest.approx(floor) and floor == pytest.approx(20.0)
+    comp = compare([slower], db=db, fail_on=["p50:+5%"], baseline=rerun)
+    assert comp.exit_code == 0
+    for c in comp.checks:
+        assert not c.failed and c.change == pytest.approx(100 * (1.42 / 1.2 - 1))
+        assert c.noise_pct == pytest.approx(20.0) and "within this target's rerun noise" in c.note
+    comp = compare([double], db=db, fail_on=["p50:+5%", "p90:+5%"], baseline=base)
+    assert comp.exit_code == 1 and all(c.failed and c.change == pytest.approx(100.0) for c in comp.checks)
+
+
 def test_accuracy_rule_is_a_drop_in_points(db, measured, store_run):
     import copy
 
