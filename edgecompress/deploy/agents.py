@@ -68,9 +68,10 @@ class DeviceAgent(ABC):
     def prepare(self) -> None:
         """Check what the device needs and install the agent's program (``session.sync``)."""
 
-    @abstractmethod
     def lock_argv(self, path: str, owner: str, timeout_s: float) -> list[str]:
-        """argv of the device lock helper (speaks the runner's ``lock`` protocol, see runner.py)."""
+        """argv of THE device lock helper, the same for every mode (``scripts/lock.sh``: its protocol
+        is in its header), so hosts measuring one device in different modes exclude each other."""
+        return ["sh", "-c", script("lock.sh"), "ec-lock", path, owner, str(max(1, int(round(timeout_s))))]
 
     @abstractmethod
     def files_argv(self, *args: str) -> list[str]:
@@ -109,9 +110,6 @@ class PythonAgent(DeviceAgent):
         runner = build_runner()
         self.session.sync([runner])
         self.runner = self.session.blob_path(runner)
-
-    def lock_argv(self, path, owner, timeout_s):
-        return [self.python, self.runner, "lock", "--path", path, "--owner", owner, "--timeout", str(timeout_s)]
 
     def files_argv(self, *args):
         return [self.python, "-c", script("blobs.py"), *args]

@@ -118,9 +118,6 @@ class NativeAgent(DeviceAgent):
         self.session.sync([self.binary])
         self.remote_binary = self.session.blob_path(self.binary)
 
-    def lock_argv(self, path, owner, timeout_s):
-        return ["sh", "-c", script("lock.sh"), "ec-lock", path, owner, str(int(timeout_s))]
-
     def files_argv(self, *args):
         return ["sh", "-c", script("blobs.sh"), "ec-blobs", *args]
 

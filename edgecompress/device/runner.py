@@ -1,4 +1,4 @@
-"""The on-device runner: measure one artifact, describe the device, hold the device lock.
+"""The on-device runner: measure one artifact, describe the device.
 
 Runs with the standard library, numpy and one runtime only; shipped as one zipapp file
 (``runner-<sha256>.pyz``). Protocol (version 1)::
@@ -57,13 +57,8 @@ Runs with the standard library, numpy and one runtime only; shipped as one zipap
            "free_disk_mb", "cpu_count", "memory_mb", "energy_meters": [...],
            "thermal_zones": [...], "cpu_freq_paths": [...], "vcgencmd": bool}
 
-    python3 runner.pyz lock --path FILE --owner TEXT [--timeout S]
-  Takes an exclusive flock on FILE and prints ``locked`` (or ``recovered OWNER`` first when
-  the previous holder died without releasing it); while another process holds it, prints
-  ``waiting OWNER`` once and retries until --timeout, then prints ``timeout OWNER`` and exits 3.
-  Holds the lock until its stdin ends (the host closed the session or died), then releases it.
-  Once it holds the lock it kills this workdir's ``bench`` runners still running (left by a host
-  that died mid-benchmark) and says so in a ``stale ...`` line before ``locked``.
+  The device lock is not the runner's: every agent mode takes the same one,
+  ``deploy/scripts/lock.sh`` (a shell script, so devices without Python share it).
 """
 from __future__ import annotations
 
@@ -340,94 +335,6 @@ def facts(a) -> dict:
 
 
 # -- lock -------------------------------------------------------------------------------
-def _kill_stale_benchmarks(blobs: str) -> list:
-    """SIGKILL (with their process groups) this user's ``bench`` runners of this workdir: every
-    benchmark runs under the lock, so one still running when the lock is free was left by a host
-    that died or lost its connection, and would skew the next measurement. Linux /proc only."""
-    import signal
-
-    prefix = (blobs.rstrip("/") + "/").encode()
-    me, uid, killed = os.getpid(), os.getuid(), []
-    try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return killed
-    for pid in pids:
-        try:
-            if pid == me or os.stat(f"/proc/{pid}").st_uid != uid:
-                continue
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            if b"bench" not in argv or not any(x.startswith(prefix) and x.endswith(b".pyz") for x in argv):
-                continue
-            pgid = os.getpgid(pid)
-            if pgid != os.getpgrp():
-                os.killpg(pgid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except OSError:
-            continue
-    return killed
-
-
-def lock(a) -> int:
-    import fcntl
-
-    os.makedirs(os.path.dirname(os.path.abspath(a.path)), exist_ok=True)
-    owner_file = a.path + ".owner"
-    fd = os.open(a.path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + a.timeout
-    said_waiting = False
-
-    def owner() -> str:
-        try:
-            with open(owner_file) as f:
-                text = f.read().strip()
-        except OSError:
-            return "(unknown owner)"
-        try:
-            d = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(d, dict) and d.get("owner"):
-            return f"{d['owner']} (device pid {d.get('device_pid')})"
-        return text
-
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if not said_waiting:
-                print(f"waiting {owner()}", flush=True)
-                said_waiting = True
-            if time.monotonic() > deadline:
-                print(f"timeout {owner()}", flush=True)
-                return 3
-            time.sleep(0.1)
-    previous = owner()
-    if os.path.exists(owner_file) and "released" not in previous:
-        print(f"recovered {previous}", flush=True)
-    stale = _kill_stale_benchmarks(os.path.join(os.path.dirname(os.path.abspath(a.path)), "blobs"))
-    if stale:
-        print(f"stale killed benchmark process(es) {' '.join(map(str, stale))} left by a lost host", flush=True)
-    info = json.dumps({"owner": a.owner, "device_pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    with open(owner_file + ".tmp", "w") as f:
-        f.write(info)
-    os.replace(owner_file + ".tmp", owner_file)
-    print("locked", flush=True)
-    try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    finally:
-        with open(owner_file + ".tmp", "w") as f:
-            f.write(json.dumps({"released": True, "last_owner": a.owner}))
-        os.replace(owner_file + ".tmp", owner_file)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    return 0
-
-
 # -- command line -----------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="runner.pyz", description="edgecompress on-device runner")
@@ -457,17 +364,11 @@ def parser() -> argparse.ArgumentParser:
     f = sub.add_parser("facts")
     f.add_argument("--sysfs-root", default="/")
     f.add_argument("--path", default="~")
-    lk = sub.add_parser("lock")
-    lk.add_argument("--path", required=True)
-    lk.add_argument("--owner", required=True)
-    lk.add_argument("--timeout", type=float, default=600.0)
     return p
 
 
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
-    if a.cmd == "lock":
-        return lock(a)
     # runtimes may print to stdout; keep it for our JSON alone
     sys.stdout.flush()
     out = os.fdopen(os.dup(1), "w")

@@ -25,12 +25,14 @@ pytestmark = pytest.mark.lab
 
 
 def runners_on(dev, kind: str) -> list[psutil.Process]:
-    """The device's runner processes of one kind ('bench' or 'lock'), seen from the device's process table."""
+    """The device's runners measuring ('bench'), or its lock helpers ('lock': deploy/scripts/lock.sh, the
+    one helper of every mode), seen from the device's process table."""
     out = []
     for p in psutil.process_iter(["username", "cmdline"]):
         cmd = p.info["cmdline"] or []
-        if p.info["username"] == dev.user and kind in cmd and any(dev.root in c for c in cmd) \
-                and any(c.endswith(".pyz") for c in cmd):
+        if p.info["username"] != dev.user or not any(dev.root in c for c in cmd):
+            continue
+        if (kind == "lock" and "ec-lock" in cmd) or (kind in cmd and any(c.endswith(".pyz") for c in cmd)):
             out.append(p)
     return out
 
