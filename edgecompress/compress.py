@@ -73,7 +73,7 @@ class _Job:
         self.progress(f"data: {len(self.dataset)} samples -> {len(self.calib)} calibration, {len(self.eval)} "
                       f"held-out evaluation{' (in order: --feedback)' if self.feedback else ''}")
         if self.feedback:
-            self.calib = self._with_state(self.calib)
+            self.calib = with_state(self.model, self.calib, self.feedback)
         self.out = Path(out)
         self.cache = Cache(cache_dir or default_cache_dir(out), self.progress)
         self._reference: dict = {}
@@ -96,13 +96,6 @@ class _Job:
         ds = random_data(self.model, RANDOM_SAMPLES)
         ds.ordered = bool(self.feedback)
         return ds
-
-    def _with_state(self, ds: Dataset) -> Dataset:
-        """Calibration samples with the recurrent state the FP32 model really feeds back."""
-        fed: dict = {}
-        self.model.run(ds.samples(self.model), self.feedback, record=fed)
-        return Dataset(None, ds.y, ds.source, ds.preprocessing + "; state inputs fed back from the FP32 model",
-                       {k: np.asarray(v) for k, v in fed.items()}, True)
 
     def reference_of(self, model: LoadedModel) -> dict:
         """{output name: FP32 outputs on the held-out samples} of ``model`` (the source or a passed one)."""
@@ -155,6 +148,15 @@ def _calib_count(data: Dataset) -> int:
         return n
     return min(n - 1, max(1, round(n * CALIB_SAMPLES / (CALIB_SAMPLES + EVAL_SAMPLES)))) \
         if n < CALIB_SAMPLES + EVAL_SAMPLES else CALIB_SAMPLES
+
+
+def with_state(model: LoadedModel, ds: Dataset, feedback: dict) -> Dataset:
+    """``ds`` (ordered) with the recurrent state inputs the FP32 model really feeds back on it: what
+    calibration and per-layer sensitivity see, as the device will."""
+    fed: dict = {}
+    model.run(ds.samples(model), feedback, record=fed)
+    return Dataset(None, ds.y, ds.source, ds.preprocessing + "; state inputs fed back from the FP32 model",
+                   {k: np.asarray(v) for k, v in fed.items()}, True)
 
 
 def check_feedback(model: LoadedModel, feedback) -> dict:

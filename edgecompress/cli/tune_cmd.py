@@ -21,6 +21,9 @@ def add(sub) -> None:
     p.add_argument("--weights", metavar="FILE", help="weights for a file.py:factory model")
     p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS",
                    help="dims of an input (repeatable; NAME= for models with several inputs); otherwise from --data")
+    p.add_argument("--feedback", action="append", default=[], metavar="OUTPUT=INPUT",
+                   help="recurrent state: run samples in order, feeding OUTPUT back as the next sample's INPUT "
+                        "(repeatable), on the host and on the device")
     p.add_argument("--eval-samples", type=int, default=200, metavar="N",
                    help="held-out samples each candidate's device fidelity is measured on")
     p.add_argument("--trials", type=int, default=20, metavar="N",
@@ -45,6 +48,7 @@ def add(sub) -> None:
 
 
 def _tune(args) -> int:
+    from ..compress import parse_feedback
     from ..models import parse_shapes
     from ..tune import tune
     from .compress_cmd import _stdout_to_stderr, quiet_frameworks
@@ -58,7 +62,8 @@ def _tune(args) -> int:
                    seed=args.seed, eval_samples=args.eval_samples,
                    measure={"runs": args.runs, "min_seconds": args.min_seconds},
                    input_shape=parse_shapes(args.input_shape) or None, weights=args.weights,
-                   trust_new_host=args.trust_new_host, progress=lambda m: print(m, file=sys.stderr, flush=True),
+                   trust_new_host=args.trust_new_host, feedback=parse_feedback(args.feedback) or None,
+                   progress=lambda m: print(m, file=sys.stderr, flush=True),
                    **budget_kwargs(args))
     if args.json:
         print_json(res.to_dict())

@@ -11,7 +11,9 @@ clustering) and the runtime's threads.
 Optuna (multi-objective TPE: minimise p50 latency, maximise quality, minimise size) proposes
 candidates; each is built by the same exporters ``compress`` uses and **measured on the
 target** (``DeviceSession.bench``) with the held-out samples as inputs, so quality is the
-device's own (accuracy with labels, else top-1 agreement with the source model).
+device's own (accuracy with labels, else top-1 agreement with the source model); with
+``feedback`` the samples run in order and the device feeds the recurrent state back as
+``compress`` and ``run`` do.
 Measurements are cached by artifact sha256 (:mod:`edgecompress.tune.store`): the same bytes
 are never measured twice. A candidate is dropped early, after a short measurement, when a
 measured candidate is at least as small, at least as good as the source model, and faster
@@ -112,8 +114,12 @@ def tune(model, targets: list, *, targets_file=None, data=None, trials: int = 20
          artifacts: Optional[list[str]] = None, passes: bool = True, db=None, out: str | Path = "tune-out",
          cache_dir=None, apply: Optional[str | Path] = None, seed: int = 0, measure: Optional[dict] = None,
          eval_samples: int = 200, input_shape=None, weights=None, trust_new_host: bool = False,
-         progress: Optional[Callable[[str], None]] = None) -> TuneResult:
-    """Search each target's space with Optuna, every candidate measured on the target (see module doc)."""
+         feedback: Optional[dict] = None, progress: Optional[Callable[[str], None]] = None) -> TuneResult:
+    """Search each target's space with Optuna, every candidate measured on the target (see module doc).
+
+    ``feedback`` ({OUTPUT: INPUT}, recurrent state): samples run in order with each output fed back
+    as the next sample's input — for calibration, sensitivity, the reference and device fidelity;
+    passes are not searched then (their fine-tuning does not feed state back)."""
     from ..errors import UsageError
     from ..models import load_model
     from ..report.recommend import Budget
@@ -145,10 +151,14 @@ def tune(model, targets: list, *, targets_file=None, data=None, trials: int = 20
             budget = Budget.for_profile(t.profile, objective=objective, max_accuracy_drop=max_accuracy_drop,
                                         min_agreement=min_agreement, min_cosine=min_cosine,
                                         max_memory_mb=max_memory_mb)
-            space = Space.for_target(loaded, profile, artifacts=artifacts, passes=passes, data=data)
+            if feedback and passes:
+                say(f"[{t.name}] --feedback: pruning/clustering passes not searched (their fine-tuning does "
+                    f"not feed the state back)")
+            space = Space.for_target(loaded, profile, artifacts=artifacts, passes=passes and not feedback, data=data)
             tuner = Tuner(loaded, t, profile, space, budget, data=data, out=Path(out), cache=cache,
                           cache_dir=cache_dir, targets_file=targets_file, measure=measure or {},
-                          eval_samples=eval_samples, trust_new_host=trust_new_host, say=say, seed=seed)
+                          eval_samples=eval_samples, trust_new_host=trust_new_host, say=say, seed=seed,
+                          feedback=feedback)
             t0 = time.monotonic()
             res = tuner.run(storage, trials, time_budget_s)
             res.seconds = time.monotonic() - t0

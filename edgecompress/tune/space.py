@@ -80,24 +80,34 @@ class Tuner:
     """One target's study: build, measure, record; Pareto set and recommendation at the end."""
 
     def __init__(self, model, target, profile, space: Space, budget, *, data, out: Path, cache, cache_dir,
-                 targets_file, measure: dict, eval_samples: int, trust_new_host: bool, say, seed: int):
+                 targets_file, measure: dict, eval_samples: int, trust_new_host: bool, say, seed: int,
+                 feedback: Optional[dict] = None):
         from ..cache import Cache, default_cache_dir
-        from ..compress import CALIB_SAMPLES, EVAL_SAMPLES
+        from ..compress import CALIB_SAMPLES, EVAL_SAMPLES, check_feedback, with_state
         from ..data import load_data
 
         self.model, self.target, self.profile, self.space, self.budget = model, target, profile, space, budget
         self.out, self.cache, self.say, self.seed = out, cache, say, seed
         self.targets_file, self.trust_new_host = targets_file, trust_new_host
         self.files = Cache(cache_dir or default_cache_dir(out), lambda m: None)
-        self.dataset = data if hasattr(data, "samples") else load_data(data, model)
+        # --feedback: samples in order, each output fed back as the next sample's input (as compress)
+        self.feedback = check_feedback(model, feedback)
+        self.dataset = data if hasattr(data, "samples") else load_data(data, model, ordered=bool(self.feedback))
+        if self.feedback:
+            self.dataset.ordered = True
         self.calib, evalset = self.dataset.split(CALIB_SAMPLES, EVAL_SAMPLES)   # as compress splits it
         self.held = evalset.subset(slice(0, min(len(evalset), eval_samples)))
         self.samples = self.held.samples(model)                               # by input name, any dtype
         model.fix_shapes(self.samples)
-        self.reference = model.run(self.samples)                              # by output name
-        self.held_key = _digest(self.samples, self.held.y)    # a cached fidelity is for these samples only
+        if self.feedback:
+            self.calib = with_state(model, self.calib, self.feedback)
+        fed: dict = {}
+        self.reference = model.run(self.samples, self.feedback, record=fed)  # by output name
+        self.fed = {k: np.asarray(v) for k, v in fed.items()} if self.feedback else self.samples
+        key = {**self.samples, **{f"feedback:{o}={i}": np.zeros(0) for o, i in self.feedback.items()}}
+        self.held_key = _digest(key, self.held.y)    # a cached fidelity is for these samples (and feedback) only
         self.model_block = {"inputs": [asdict(t) for t in model.inputs], "layout": model.layout,
-                            "outputs": [asdict(t) for t in model.outputs], "feedback": {}}
+                            "outputs": [asdict(t) for t in model.outputs], "feedback": dict(self.feedback)}
         m = profile.measure.model_dump()
         m.update({k: v for k, v in measure.items() if v is not None})
         self.measure = m
@@ -145,7 +155,7 @@ class Tuner:
         built = get_exporter(cap.exporter).export(ctx, spec)
         # the artifact's tensors mapped to the model's, as compress records them (the device reads them)
         _, ins, outs, _ = run_mapped(built.path, layout=built.layout, model=self.model, samples=self.samples,
-                                     reference=self.reference)
+                                     reference=self.reference, feedback=self.feedback)
         return ArtifactRecord(path=str(built.path), format=spec.format, precision=spec.precision,
                               layout=built.layout, size_bytes=built.path.stat().st_size,
                               sha256=sha256_file(built.path), calibration=built.calibration, inputs=ins, outputs=outs)
@@ -159,7 +169,8 @@ class Tuner:
 
         ctx = self._variant("none")
         cal = calibrate(ctx, export_fp32(ctx), "minmax")
-        self.sensitivity = layer_sensitivity(cal, {k: v[:100] for k, v in self.samples.items()}, self.model)
+        # the state inputs the FP32 model fed back (with --feedback): what each layer sees on the device
+        self.sensitivity = layer_sensitivity(cal, {k: v[:100] for k, v in self.fed.items()}, self.model)
         self.space.keep_max = min(self.space.keep_max, len(self.sensitivity))
         top = ", ".join(f"{d['node']} ({d['op_type']}) {d['sqnr_db']:.1f} dB" for d in self.sensitivity[:3])
         self.say(f"[{self.target.name}] most quantization-sensitive layers: {top}")

@@ -121,3 +121,39 @@ def test_a_pruned_candidate_is_built_measured_and_applied(torch_digits, tmp_path
     prof = load_profile(str(applied / "profile.yaml"))            # validated, pass specs included
     assert prof.passes == [{"pass": "prune", "method": "structured", "amount": 0.5, "epochs": 2}]
     assert (applied / "model.fp32.onnx").read_bytes() == Path(rec.path).read_bytes()
+
+
+def test_tune_a_recurrent_model_feeds_its_state_back_on_the_device(tmp_path):
+    """`recurrent` (a GRU over the rows of a digit) with --feedback state_out=state: each candidate's
+    device top-1 agreement is the one computed again here, running the artifact and the source in
+    order with their own state fed back — not the one of zero state at every step."""
+    import onnxruntime as ort
+
+    m = M.recurrent()
+    rc, out, err = cli("tune", m.onnx, "--targets", _targets(tmp_path), "--target", "local", "--data", m.data,
+                       "--feedback", "state_out=state", "--artifacts", "fp32.onnx,int8.onnx", "--trials", "3",
+                       "--db", tmp_path / "r.db", "--out", tmp_path / "out", "--eval-samples", "120", "--json")
+    assert rc == 0, err[-3000:]
+    t = json.loads(out)["targets"]["local"]
+    rows = np.load(m.data)["chunk"]
+    held = range(100, 220)       # ordered split: the first 100 steps calibrate, the next 120 are held out
+
+    def argmax(path, fed=True):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        state, top = np.zeros((2, 1, 16), np.float32), []
+        for i in held:
+            logits, new = sess.run(["logits", "state_out"], {"chunk": rows[i:i + 1], "state": state})
+            state = new if fed else state
+            top.append(int(logits.argmax()))
+        return np.array(top)
+
+    ref = argmax(m.onnx)
+    assert (argmax(m.onnx, fed=False) == ref).mean() < 0.8       # the state matters: the check has teeth
+    ok = [c for c in t["candidates"] if c["status"] == "ok"]
+    assert {c["settings"]["artifact"] for c in ok} >= {"fp32.onnx"}, [(c["label"], c["error"]) for c in t["candidates"]]
+    for c in ok:
+        assert c["top1_agreement"] == pytest.approx(float((argmax(c["path"]) == ref).mean()), abs=1e-9), c
+        if c["settings"]["artifact"] == "fp32.onnx":
+            assert c["top1_agreement"] == 1.0
+    assert t["recommended"] is not None
+    assert t["sensitivity"] and all(d["op_type"] in ("Gemm", "MatMul", "GRU") for d in t["sensitivity"])
