@@ -103,6 +103,15 @@ def test_bench_on_the_farm_with_ops_delegate_and_op_profiling(
     rc, _, err = cli("bench", onnx_path, "--target", "farm-b", "--farm", redis_server.url, "--db", pg_url,
                      "--delegate", "gpu-bogus")
     assert rc == 2 and "delegate 'gpu-bogus'" in err and "valid: cpu, xnnpack" in err
+    # a raw file with dynamic dims: --input-shape travels in the job and sets them on the device
+    m = M.dynamic_hw()
+    rc, text, err = cli("bench", m.onnx, "--target", "farm-b", "--farm", redis_server.url, "--db", pg_url,
+                        *QUICK, "--input-shape", "image=1,1,32,24", "--json")
+    assert rc == 0, err[-3000:]
+    (r,) = json.loads(text)
+    assert r["status"] == "ok" and r["farm"]["worker"] == "wbops.farm-b"
+    assert r["inputs"][0]["name"] == "image" and r["inputs"][0]["shape"] == [1, 1, 32, 24]
+    assert not any("timed at 1" in n for n in r["notes"]), r["notes"]
 
 
 def test_resume_of_a_farm_run_keeps_its_results_and_measures_only_the_missing_target(
