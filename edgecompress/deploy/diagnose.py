@@ -54,7 +54,8 @@ def advice(facts: dict, profile) -> list[str]:
         tips.append("no ONNX runtime: pip install onnxruntime")
     if facts.get("emulated"):
         tips.append("emulated CPU (qemu): artifacts load and compute here as on a real aarch64 board, but "
-                    "timings mean nothing for one and energy is unavailable")
+                    "timings mean nothing for one, energy is unavailable, and its memory and cores are "
+                    "the host's")
     elif not facts.get("energy_meters"):
         tips.append("no energy meter found: energy will be 'estimated' from the profile's power model; "
                     "for measured energy use RAPL (make energy_uj readable), a Pi 5 (vcgencmd), a Jetson "

@@ -254,6 +254,9 @@ class DeviceSession:
         facts = self.agent.facts()
         if self.target.emulated:
             facts["emulated"] = True
+            facts["resources_note"] = (f"memory_mb ({facts.get('memory_mb')}) and cpu_count "
+                                       f"({facts.get('cpu_count')}) are the host's: qemu-user runs the "
+                                       f"device's programs on the host, no board has them")
         return facts
 
     def bench(self, artifact: Union[ArtifactRecord, Path, str], **kw) -> BenchmarkResult:

@@ -48,6 +48,16 @@ def _bench(tmp_path, phone, fixture="info_percentiles_exponent.txt", *, profile=
     return s
 
 
+def _assert_load_power(e):
+    """Every sample of the run window reads the load power, except that a sample at either edge may
+    catch the step (this machine may start the stand-in late under load, as a phone never would);
+    energy per inference is the power the run added over the measured idle baseline x latency."""
+    n = e["samples"]
+    floor = (LOAD_WATTS * (n - 2) + 2 * WATTS) / n
+    assert floor * 0.99 <= e["avg_power_w"] <= LOAD_WATTS * 1.01, (e["avg_power_w"], n)
+    assert e["mj_per_inference"] == pytest.approx((e["avg_power_w"] - e["idle_power_w"]) * 1240.27, rel=0.01)
+
+
 def _argv(phone):
     """The stand-in binary's argv, with the stand-in phone's folder mapped back to device paths."""
     text = phone.path(f"{DEVICE_ROOT}/blobs/last_argv.json").read_text()
@@ -92,9 +102,8 @@ def test_native_result_from_real_capture_with_measured_battery_energy(tmp_path, 
     e = r.energy.to_dict()
     assert e["method"] == "measured" and e["source"] == "android-battery"
     assert e["idle_power_w"] == pytest.approx(WATTS, rel=0.01) and e["idle_samples"] >= 5
-    assert e["avg_power_w"] == pytest.approx(LOAD_WATTS, rel=0.01)
+    _assert_load_power(e)
     assert e["baseline_subtracted"] is True
-    assert e["mj_per_inference"] == pytest.approx((LOAD_WATTS - WATTS) * 1240.27, rel=0.01)
     assert e["samples"] >= 3 and e["units"] == {"current": "uA", "voltage": "uV"}
     assert e["sign_convention"] == "negative while discharging"
     assert r.thermal.temp_c_before == pytest.approx(41.0) and r.thermal.throttled is False
@@ -107,8 +116,7 @@ def test_vendor_units_and_sign_give_the_same_watts(tmp_path, fake_phone, model):
     assert e["units"] == {"current": "mA", "voltage": "mV"}
     assert e["sign_convention"] == "positive while discharging"
     assert e["idle_power_w"] == pytest.approx(WATTS, rel=0.01)
-    assert e["avg_power_w"] == pytest.approx(LOAD_WATTS, rel=0.01)
-    assert e["mj_per_inference"] == pytest.approx((LOAD_WATTS - WATTS) * 1240.27, rel=0.01)
+    _assert_load_power(e)
     # the stand-in benchmark_model restored the idle draw when done
     assert fake_phone.path("/sys/class/power_supply/battery/current_now").read_text().strip() == "450"
 

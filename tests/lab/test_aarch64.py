@@ -91,6 +91,7 @@ def test_onnx_and_tflite_run_on_emulated_aarch64_with_the_hosts_outputs(arm, dig
         tfl = s.bench(digits_artifacts["tflite"], measure=m, inputs=x)
     # the device really is aarch64 binaries: its shell, its Python, its wheels at the host's pins
     assert uname == "aarch64" and facts["arch"] == "aarch64" and facts["emulated"] is True
+    assert "are the host's" in facts["resources_note"] and facts["cpu_count"] == os.cpu_count()
     assert facts["runtimes"]["onnxruntime"] == version("onnxruntime")
     assert facts["runtimes"]["ai-edge-litert"] == version("ai-edge-litert")
     assert facts["numpy"] == version("numpy")
