@@ -4,7 +4,8 @@ A :class:`DeviceAgent` is chosen through the registry (:data:`edgecompress.regis
 the target's ``mode`` and used by :class:`~edgecompress.deploy.session.DeviceSession`, which
 stays the same for every mode: it connects, syncs files by hash, holds the device lock, retries
 and times out; the agent says which device-side commands do each of those things and runs the
-measurement itself.
+measurement itself. The lock helper is one for every mode (``scripts/lock.sh``), so hosts that
+reach one device in different modes still never measure it at once.
 
 - ``python`` (:class:`PythonAgent`): the edgecompress runner zipapp (``device/``), needing
   Python >= 3.8, numpy and one runtime on the device. Raw samples, outputs for fidelity.
