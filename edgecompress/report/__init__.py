@@ -257,7 +257,8 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
         from .recommend import recommend_all
 
         diagnose_rows(rows)
-        comp.recommendations = recommend_all(comp, objective=objective, max_accuracy_drop=max_accuracy_drop,
+        noise = {t: rerun_noise(store.reruns(t)) for t in sorted({r.target for r in rows})}
+        comp.recommendations = recommend_all(comp, noise, objective=objective, max_accuracy_drop=max_accuracy_drop,
                                              min_agreement=min_agreement, min_cosine=min_cosine,
                                              max_memory_mb=max_memory_mb)
         chosen = {(r.run_id, r.target, r.artifact) for r in comp.recommendations if r.artifact}
@@ -276,7 +277,6 @@ def compare(run_ids: list[str] | None = None, db: str | Path | ResultsStore | No
                 return comp
             comp.baseline = base
             base_rows, _ = rows_for_run(store, base)
-            noise = {t: rerun_noise(store.reruns(t)) for t in sorted({r.target for r in rows})}
             comp.checks = check_regressions(rows, base_rows, rules, noise)
             emulated = sorted({r.target for r in rows + base_rows if r.emulated})
             if emulated:

@@ -11,8 +11,11 @@ line overrides them.
 
 The reason names the figures, the runner-up and the margin, and whether the margin is
 larger than the measurement noise: for latency, a one-sided Mann-Whitney U test on the two
-artifacts' raw samples (p < 0.01); size is exact; peak memory and energy are single
-measurements (noise unknown).
+artifacts' raw samples (p < 0.01), and — where the results database knows the target's rerun
+noise (:func:`edgecompress.report.checks.rerun_noise`: how far one artifact moved between two
+measurements on it) — a margin no larger than that is within the noise whatever the test says:
+two artifacts timed one after the other can land in different phases of a device's speed;
+size is exact; peak memory and energy are single measurements (noise unknown).
 """
 from __future__ import annotations
 
@@ -117,9 +120,14 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.4g} {unit}"
 
 
-def _noise(best, other, attr: str, objective: str) -> tuple[Optional[bool], str]:
+def _noise(best, other, attr: str, objective: str, margin_pct: Optional[float] = None,
+           noise=None) -> tuple[Optional[bool], str]:
     if objective == "size":
         return True, "sizes are exact"
+    floor = (noise.pct.get(objective) if noise is not None else None)
+    if floor is not None and margin_pct is not None and margin_pct <= floor:
+        return False, (f"within this target's rerun noise (one artifact measured again moved up to "
+                       f"{floor:.1f}%, {noise.pairs} rerun(s)): either may be faster")
     if objective in ("p50", "p90") and best.samples and other.samples and len(best.samples) >= 3 \
             and len(other.samples) >= 3:
         from scipy.stats import mannwhitneyu
@@ -131,8 +139,9 @@ def _noise(best, other, attr: str, objective: str) -> tuple[Optional[bool], str]
     return None, "single measurements: noise unknown"
 
 
-def recommend(rows: list, budget: Budget, target: Optional[dict] = None) -> Recommendation:
-    """The recommendation among ``rows`` (one run x target)."""
+def recommend(rows: list, budget: Budget, target: Optional[dict] = None, noise=None) -> Recommendation:
+    """The recommendation among ``rows`` (one run x target); ``noise``: the target's rerun noise
+    (:class:`~edgecompress.report.checks.Noise`), where known."""
     attr, unit, label = OBJECTIVES[budget.objective]
     name = rows[0].target if rows else (target or {}).get("target", "?")
     run_id = rows[0].run_id if rows else (target or {}).get("run_id")
@@ -165,9 +174,9 @@ def recommend(rows: list, budget: Budget, target: Optional[dict] = None) -> Reco
         ov = float(getattr(other, attr))
         rec.runner_up = other.artifact
         rec.margin_pct = (ov - value) / value * 100 if value else None
-        rec.above_noise, noise = _noise(best, other, attr, budget.objective)
+        rec.above_noise, why = _noise(best, other, attr, budget.objective, rec.margin_pct, noise)
         margin = "" if rec.margin_pct is None else f" ({rec.margin_pct:+.1f}%)"
-        parts.append(f"runner-up {other.artifact} {_fmt(ov, unit)}{margin}, {noise}")
+        parts.append(f"runner-up {other.artifact} {_fmt(ov, unit)}{margin}, {why}")
     else:
         parts.append("the only artifact within budget")
     if excluded:
@@ -176,8 +185,9 @@ def recommend(rows: list, budget: Budget, target: Optional[dict] = None) -> Reco
     return rec
 
 
-def recommend_all(comparison, **overrides) -> list[Recommendation]:
-    """One recommendation per run x target of ``comparison`` (budgets from each target's profile)."""
+def recommend_all(comparison, noise: Optional[dict] = None, **overrides) -> list[Recommendation]:
+    """One recommendation per run x target of ``comparison`` (budgets from each target's profile;
+    ``noise``: target -> its rerun noise)."""
     out = []
     groups: dict[tuple, list] = {}
     for r in comparison.rows:
@@ -186,5 +196,5 @@ def recommend_all(comparison, **overrides) -> list[Recommendation]:
     for key, rows in groups.items():
         t = targets.get(key) or {"target": key[1], "run_id": key[0]}
         budget = Budget.for_profile(t.get("profile") or rows[0].profile, **overrides)
-        out.append(recommend(rows, budget, t))
+        out.append(recommend(rows, budget, t, (noise or {}).get(key[1])))
     return out

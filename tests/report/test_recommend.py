@@ -117,3 +117,27 @@ def test_run_recommends_the_measured_fastest_on_local_and_a_cpu_quota_device(
     quota_res = [r for r in d["targets"]["quota"]["results"]]
     assert all(abs(r["stability"]["cpu_quota"] - 0.5) < 1e-6 for r in quota_res), \
         [r["stability"] for r in quota_res]
+
+
+def test_a_margin_within_the_targets_rerun_noise_is_not_above_the_noise():
+    """Two artifacts 10 % apart with well separated samples: above the noise by Mann-Whitney, unless
+    the target's reruns of one artifact moved by more than that (then either may be faster)."""
+    from edgecompress.report import Row
+    from edgecompress.report.checks import Noise
+
+    rng = np.random.default_rng(0)
+
+    def row(name, p50):
+        s = list(rng.normal(p50, p50 * 0.01, 200))
+        return Row(run_id="r", target="t", profile="p", artifact=name, p50_ms=float(np.median(s)), samples=s,
+                   size_bytes=1000, top1_agreement=1.0)
+
+    rows = [row("a.onnx", 1.0), row("b.onnx", 1.1)]
+    budget = Budget()
+    rec = recommend(rows, budget, {"target": "t"})
+    assert rec.artifact == "a.onnx" and rec.above_noise is True and "above the noise" in rec.reason
+    rec = recommend(rows, budget, {"target": "t"}, Noise({"p50": 20.0}, 3))
+    assert rec.artifact == "a.onnx" and rec.above_noise is False
+    assert "within this target's rerun noise" in rec.reason and "20.0%, 3 rerun(s)" in rec.reason
+    rec = recommend(rows, budget, {"target": "t"}, Noise({"p50": 4.0}, 3))     # 10 % > 4 %: still above
+    assert rec.above_noise is True
