@@ -175,9 +175,10 @@ class Noise:
 
 
 def _identity(r) -> tuple:
-    get = (lambda k: r.get(k)) if isinstance(r, dict) else (lambda k: getattr(r, k, None))
-    return (get("artifact_sha256") if isinstance(r, dict) else get("sha256"), get("runtime"), get("arch"),
-            get("threads"))
+    """What makes two results measurements of the same thing: a stored result (dict) or a Row."""
+    if isinstance(r, dict):
+        return r.get("artifact_sha256"), r.get("runtime"), r.get("arch"), r.get("threads")
+    return r.sha256, r.runtime, r.arch, r.threads
 
 
 def rerun_noise(history: list[dict]) -> Noise:
