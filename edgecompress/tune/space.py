@@ -104,8 +104,9 @@ class Tuner:
         fed: dict = {}
         self.reference = model.run(self.samples, self.feedback, record=fed)  # by output name
         self.fed = {k: np.asarray(v) for k, v in fed.items()} if self.feedback else self.samples
-        key = {**self.samples, **{f"feedback:{o}={i}": np.zeros(0) for o, i in self.feedback.items()}}
-        self.held_key = _digest(key, self.held.y)    # a cached fidelity is for these samples (and feedback) only
+        # a cached fidelity is for these samples (and this feedback) only
+        self.held_key = _digest(self.samples, self.held.y, json.dumps(self.feedback, sort_keys=True)
+                                if self.feedback else "")
         self.model_block = {"inputs": [asdict(t) for t in model.inputs], "layout": model.layout,
                             "outputs": [asdict(t) for t in model.outputs], "feedback": dict(self.feedback)}
         m = profile.measure.model_dump()
@@ -399,10 +400,10 @@ class Tuner:
         return dst
 
 
-def _digest(samples: dict, labels) -> str:
+def _digest(samples: dict, labels, extra: str = "") -> str:
     import hashlib
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(extra.encode())
     for name in sorted(samples):
         a = np.ascontiguousarray(samples[name])
         h.update(f"{name}:{a.dtype}:{a.shape}".encode())
